@@ -1,0 +1,267 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <getopt.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <string.h>
+
+#include "conf.h"
+#include "json-util.h"
+#include "log.h"
+#include "util.h"
+
+typedef enum ConfType {
+        CONF_STRING,
+        CONF_U32,
+} ConfType;
+
+typedef struct ConfOption {
+        const char *name;
+        ConfType type;
+        size_t offset;
+        uint32_t min, max;
+        ConfRole roles;
+        const char *help;
+} ConfOption;
+
+#define U32(n, lo, hi, r, h) { #n, CONF_U32, offsetof(FlConfig, n), lo, hi, r, h }
+#define STR(n, r, h) { #n, CONF_STRING, offsetof(FlConfig, n), 0, 0, r, h }
+
+static const ConfOption options[] = {
+        STR(scheduler_ip, CONF_ROLE_ALL, "Address of the scheduler (default 127.0.0.1)"),
+        U32(scheduler_port, 1, 65535, CONF_ROLE_ALL, "TCP port servers register on (default 6667)"),
+        U32(scheduler_manage_port, 1, 65535, CONF_ROLE_SCHEDULER, "RESTful management port (default 11202)"),
+        U32(fl_server_port, 1, 65535, CONF_ROLE_SERVER, "HTTP port devices talk to (default 6668)"),
+        U32(server_num, 1, 4096, CONF_ROLE_ALL, "Number of servers in the cluster (default 1)"),
+        U32(worker_num, 0, 0, CONF_ROLE_ALL, "Number of workers; must be 0 (workers are not supported)"),
+        U32(local_server_num, 1, 256, CONF_ROLE_SERVER, "Servers this command starts on consecutive ports (default 1)"),
+        U32(node_timeout, 1, 86400, CONF_ROLE_ALL, "Seconds of silence before a node is declared dead (default 30)"),
+        STR(node_id, CONF_ROLE_SERVER, "Node id (default $MS_NODE_ID, else a UUID kept in the state directory)"),
+        STR(advertise_ip, CONF_ROLE_SERVER, "Address announced to peers (default: first non-loopback address)"),
+        STR(state_dir, CONF_ROLE_ALL, "State directory (default $STATE_DIRECTORY, else " DEFAULT_STATE_DIR ")"),
+        STR(config_file_path, CONF_ROLE_ALL, "JSON configuration file with the same keys"),
+        STR(log_level, CONF_ROLE_ALL, "Maximum log level: err, warning, notice, info, debug (default info)"),
+};
+
+static const ConfOption *option_find(const char *key) {
+        for (size_t i = 0; i < ELEMENTSOF(options); i++)
+                if (streq(options[i].name, key))
+                        return &options[i];
+        return NULL;
+}
+
+int conf_init(FlConfig *c) {
+        *c = (FlConfig) {
+                .scheduler_port = DEFAULT_SCHEDULER_PORT,
+                .scheduler_manage_port = DEFAULT_MANAGE_PORT,
+                .fl_server_port = DEFAULT_FL_SERVER_PORT,
+                .server_num = 1,
+                .local_server_num = 1,
+                .node_timeout = DEFAULT_NODE_TIMEOUT_SEC,
+        };
+        c->scheduler_ip = strdup("127.0.0.1");
+        return c->scheduler_ip ? 0 : -ENOMEM;
+}
+
+void conf_done(FlConfig *c) {
+        for (size_t i = 0; i < ELEMENTSOF(options); i++)
+                if (options[i].type == CONF_STRING) {
+                        char **p = (char **) ((uint8_t *) c + options[i].offset);
+                        free(*p);
+                        *p = NULL;
+                }
+}
+
+static int option_set_string(FlConfig *c, const ConfOption *o, const char *value) {
+        char **p = (char **) ((uint8_t *) c + o->offset);
+        char *copy;
+
+        if (streq(o->name, "node_id") && !node_id_is_valid(value))
+                return log_error_errno(-EINVAL, "Invalid value for %s: '%s' (use 1-127 letters, digits or -_.:@).",
+                                       o->name, value);
+        if (streq(o->name, "log_level") && log_parse_level(value) < 0)
+                return log_error_errno(-EINVAL, "Invalid value for %s: '%s'.", o->name, value);
+        if (isempty(value))
+                return log_error_errno(-EINVAL, "Invalid value for %s: must not be empty.", o->name);
+
+        copy = strdup(value);
+        if (!copy)
+                return log_oom();
+        free(*p);
+        *p = copy;
+        return 0;
+}
+
+static int option_set_u32(FlConfig *c, const ConfOption *o, uint64_t v) {
+        if (v < o->min || v > o->max) {
+                if (streq(o->name, "worker_num"))
+                        return log_error_errno(-ERANGE, "The worker_num must be 0: workers are not supported.");
+                return log_error_errno(-ERANGE, "Invalid value for %s: %" PRIu64 " is outside %u..%u.",
+                                       o->name, v, o->min, o->max);
+        }
+        *(uint32_t *) ((uint8_t *) c + o->offset) = (uint32_t) v;
+        return 0;
+}
+
+int conf_set(FlConfig *c, const char *key, const char *value) {
+        const ConfOption *o = option_find(key);
+        uint64_t v;
+
+        if (!o)
+                return log_error_errno(-ENOENT, "Unknown option '%s'.", key);
+        if (o->type == CONF_STRING)
+                return option_set_string(c, o, value);
+        if (safe_atou64(value, &v) < 0)
+                return log_error_errno(-EINVAL, "Invalid value for %s: '%s' is not a non-negative integer.", key, value);
+        return option_set_u32(c, o, v);
+}
+
+int conf_apply_json_text(FlConfig *c, const char *text, const char *origin) {
+        _cleanup_(json_object_putp) json_object *root = NULL;
+        enum json_tokener_error jerr;
+        int r;
+
+        root = json_tokener_parse_verbose(text, &jerr);
+        if (!root)
+                return log_error_errno(-EINVAL, "Failed to parse %s: %s.", origin, json_tokener_error_desc(jerr));
+        if (!json_object_is_type(root, json_type_object))
+                return log_error_errno(-EINVAL, "Failed to parse %s: the top level must be a JSON object.", origin);
+
+        json_object_object_foreach(root, key, value) {
+                const ConfOption *o = option_find(key);
+
+                if (!o)
+                        return log_error_errno(-ENOENT, "Unknown key '%s' in %s.", key, origin);
+                if (streq(key, "config_file_path"))
+                        return log_error_errno(-EINVAL, "Key '%s' in %s: a configuration file cannot name another.", key, origin);
+
+                if (o->type == CONF_STRING) {
+                        if (!json_object_is_type(value, json_type_string))
+                                return log_error_errno(-EINVAL, "Key '%s' in %s must be a string.", key, origin);
+                        r = option_set_string(c, o, json_object_get_string(value));
+                } else {
+                        int64_t v;
+
+                        if (!json_object_is_type(value, json_type_int))
+                                return log_error_errno(-EINVAL, "Key '%s' in %s must be an integer.", key, origin);
+                        v = json_object_get_int64(value);
+                        if (v < 0)
+                                return log_error_errno(-ERANGE, "Key '%s' in %s must not be negative.", key, origin);
+                        r = option_set_u32(c, o, (uint64_t) v);
+                }
+                if (r < 0)
+                        return log_error_errno(r, "... in %s.", origin);
+        }
+        return 0;
+}
+
+int conf_load_file(FlConfig *c, const char *path) {
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        r = read_full_file(path, &text, NULL, CONF_FILE_MAX);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read configuration file %s: %m", path);
+        if (strlen(text) == 0)
+                return log_error_errno(-EINVAL, "Configuration file %s is empty.", path);
+        return conf_apply_json_text(c, text, path);
+}
+
+void conf_help(FILE *f, ConfRole role, const char *program, const char *summary) {
+        fprintf(f, "%s [OPTIONS...]\n\n%s\n\nOptions:\n", program, summary);
+        fprintf(f, "  -h --help                        Show this help\n");
+        fprintf(f, "     --version                     Show the version\n");
+        for (size_t i = 0; i < ELEMENTSOF(options); i++) {
+                if (!(options[i].roles & role))
+                        continue;
+                fprintf(f, "     --%s=%-*s %s\n", options[i].name,
+                        (int) (28 - strlen(options[i].name)),
+                        options[i].type == CONF_STRING ? "STR" : "N", options[i].help);
+        }
+        fprintf(f, "\nSee %s(8) and flcluster.conf(5).\n", program);
+}
+
+enum {
+        ARG_VERSION = 0x100,
+        ARG_CONF_BASE = 0x200,
+};
+
+int conf_parse_argv(FlConfig *c, int argc, char *argv[], ConfRole role,
+                    const char *program, const char *summary) {
+        struct option longopts[ELEMENTSOF(options) + 3];
+        size_t n = 0;
+        int opt, r;
+
+        for (size_t i = 0; i < ELEMENTSOF(options); i++)
+                if (options[i].roles & role)
+                        longopts[n++] = (struct option) { options[i].name, required_argument, NULL, ARG_CONF_BASE + (int) i };
+        longopts[n++] = (struct option) { "help", no_argument, NULL, 'h' };
+        longopts[n++] = (struct option) { "version", no_argument, NULL, ARG_VERSION };
+        longopts[n] = (struct option) {};
+
+        /* First pass: only the configuration file, so that options win over it. */
+        optind = 0;
+        opterr = 0;
+        while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) >= 0) {
+                if (opt == 'h') {
+                        conf_help(stdout, role, program, summary);
+                        return 1;
+                }
+                if (opt == ARG_VERSION) {
+                        printf("%s %s\n", program, PACKAGE_VERSION);
+                        return 1;
+                }
+                if (opt >= ARG_CONF_BASE && streq(options[opt - ARG_CONF_BASE].name, "config_file_path")) {
+                        r = conf_load_file(c, optarg);
+                        if (r < 0)
+                                return -EINVAL;
+                        r = option_set_string(c, &options[opt - ARG_CONF_BASE], optarg);
+                        if (r < 0)
+                                return -EINVAL;
+                }
+        }
+
+        optind = 0;
+        opterr = 1;
+        while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) >= 0) {
+                if (opt == '?')
+                        return log_error_errno(-EINVAL, "Invalid command line; see %s --help.", program);
+                if (opt < ARG_CONF_BASE)
+                        continue;
+                if (streq(options[opt - ARG_CONF_BASE].name, "config_file_path"))
+                        continue;
+                r = conf_set(c, options[opt - ARG_CONF_BASE].name, optarg);
+                if (r < 0)
+                        return -EINVAL;
+        }
+        if (optind < argc)
+                return log_error_errno(-EINVAL, "Unexpected argument '%s'; see %s --help.", argv[optind], program);
+
+        if (c->log_level)
+                log_set_max_level(log_parse_level(c->log_level));
+        return 0;
+}
+
+const char *conf_state_dir(const FlConfig *c) {
+        static char first[4096];
+        const char *e;
+
+        if (c->state_dir)
+                return c->state_dir;
+        e = getenv("STATE_DIRECTORY");
+        if (!isempty(e)) {
+                /* systemd lists several directories separated by colons. */
+                size_t n = strcspn(e, ":");
+                if (n < sizeof first) {
+                        memcpy(first, e, n);
+                        first[n] = '\0';
+                        return first;
+                }
+        }
+        return DEFAULT_STATE_DIR;
+}
+
+uint64_t conf_heartbeat_usec(const FlConfig *c) {
+        uint64_t t = (uint64_t) c->node_timeout * USEC_PER_SEC / 3;
+
+        return MIN(t, 3 * USEC_PER_SEC);
+}

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "macro.h"
+
+/* One configuration for every flcluster program. Keys keep MindSpore's names
+ * and are the same on the command line (--server_num=4) and in the JSON file
+ * named by --config_file_path; the command line wins over the file. A key
+ * of the other daemon is accepted in the file (one file serves a host) but
+ * an unknown key is refused with its name. */
+
+typedef enum ConfRole {
+        CONF_ROLE_SCHEDULER = 1 << 0,
+        CONF_ROLE_SERVER = 1 << 1,
+        CONF_ROLE_ALL = CONF_ROLE_SCHEDULER | CONF_ROLE_SERVER,
+} ConfRole;
+
+typedef struct FlConfig {
+        char *scheduler_ip;
+        uint32_t scheduler_port;
+        uint32_t scheduler_manage_port;
+        uint32_t fl_server_port;
+        uint32_t server_num;
+        uint32_t worker_num;
+        uint32_t local_server_num;
+        uint32_t node_timeout;          /* seconds */
+        char *node_id;
+        char *advertise_ip;
+        char *state_dir;
+        char *config_file_path;
+        char *log_level;
+} FlConfig;
+
+#define DEFAULT_SCHEDULER_PORT 6667
+#define DEFAULT_MANAGE_PORT 11202
+#define DEFAULT_FL_SERVER_PORT 6668
+#define DEFAULT_NODE_TIMEOUT_SEC 30
+#define DEFAULT_STATE_DIR LOCALSTATEDIR "/lib/flcluster"
+#define CONF_FILE_MAX (1024 * 1024)
+
+int conf_init(FlConfig *c);
+void conf_done(FlConfig *c);
+
+/* Sets one key from its textual form, as given on the command line. */
+int conf_set(FlConfig *c, const char *key, const char *value);
+/* Applies a JSON object, as found in a configuration file. */
+int conf_apply_json_text(FlConfig *c, const char *text, const char *origin);
+int conf_load_file(FlConfig *c, const char *path);
+
+/* Parses argv: the configuration file first, then every option over it.
+ * Returns 0 to go on, 1 when --help or --version was answered, -EINVAL
+ * after logging what is wrong with the command line or the file. */
+int conf_parse_argv(FlConfig *c, int argc, char *argv[], ConfRole role,
+                    const char *program, const char *summary);
+
+void conf_help(FILE *f, ConfRole role, const char *program, const char *summary);
+
+/* The state directory: --state_dir, else $STATE_DIRECTORY (first entry), else
+ * the compiled-in default. */
+const char *conf_state_dir(const FlConfig *c);
+
+/* Heartbeats go out often enough that node_timeout spans three of them. */
+uint64_t conf_heartbeat_usec(const FlConfig *c);

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The scheduler's D-Bus API, in one place for the daemon, flctl and the
+ * policy file (units/org.flcluster.Scheduler1.conf).
+ *
+ * Object FL_BUS_PATH, interface FL_BUS_INTERFACE:
+ *
+ *   ListNodes() -> a(sussqbu)
+ *       node_id, rank (FL_BUS_RANK_NONE when unassigned), role ("SERVER"),
+ *       address, fl_server_port, alive, pid
+ *   GetState() -> s                 cluster state, e.g. "CLUSTER_READY"
+ *   Finish() -> a(susu)
+ *       the nodes stopped, in the order they stopped: role, rank, node_id,
+ *       pid; the scheduler itself last (role "SCHEDULER"). The scheduler
+ *       exits once the reply is sent.
+ *
+ *   property ClusterState s (emits PropertiesChanged)
+ *   property ServerNum u    (emits PropertiesChanged)
+ *   signal NodeJoined(s node_id, u rank)
+ *   signal NodeLeft(s node_id, u rank, s reason)
+ *
+ * Refusals are named errors under FL_BUS_ERROR_PREFIX whose messages are
+ * the REST API's error_message texts. */
+
+#define FL_BUS_NAME "org.flcluster.Scheduler1"
+#define FL_BUS_PATH "/org/flcluster/Scheduler1"
+#define FL_BUS_INTERFACE "org.flcluster.Scheduler1"
+#define FL_BUS_ERROR_PREFIX "org.flcluster.Error."
+#define FL_BUS_ERROR_NOT_READY FL_BUS_ERROR_PREFIX "NotReady"
+#define FL_BUS_ERROR_INVALID FL_BUS_ERROR_PREFIX "Invalid"
+#define FL_BUS_ERROR_BUSY FL_BUS_ERROR_PREFIX "Busy"
+#define FL_BUS_RANK_NONE UINT32_MAX
