@@ -153,6 +153,7 @@ static int conn_read(Conn *c) {
 
 static int conn_io_handler(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Conn *c = userdata;
+        bool ended = false;
         int r = 0;
 
         c->n_ref++;
@@ -186,9 +187,11 @@ static int conn_io_handler(sd_event_source *s, int fd, uint32_t revents, void *u
         }
 
 finish:
-        if (r == -ECONNRESET && (c->closing_after_flush || !wire_reader_in_frame(&c->reader)))
-                r = 0;   /* an orderly end */
-        if ((r < 0 || (c->closing_after_flush && c->wlen == 0)) && !c->closed)
+        if (r == -ECONNRESET && (c->closing_after_flush || !wire_reader_in_frame(&c->reader))) {
+                r = 0;   /* an orderly end: still an end (else EOF keeps the fd readable forever) */
+                ended = true;
+        }
+        if ((r < 0 || ended || (c->closing_after_flush && c->wlen == 0)) && !c->closed)
                 conn_fail(c, r);
         conn_unref(c);
         return 0;

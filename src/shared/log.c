@@ -16,6 +16,7 @@ static const char *ident = NULL;
 static char *fields[LOG_FIELDS_MAX];
 static int to_journal = -1;     /* -1: not yet decided */
 static int stderr_is_tty = -1;
+static bool plain = false;
 
 void log_set_max_level(int level) {
         max_level = level;
@@ -36,6 +37,10 @@ int log_parse_level(const char *s) {
         if (streq(s, "error"))
                 return LOG_ERR;
         return -EINVAL;
+}
+
+void log_set_plain(bool b) {
+        plain = b;
 }
 
 void log_set_ident(const char *i) {
@@ -128,7 +133,7 @@ static int log_dispatch(int level, int error, const char *file, int line, const 
 
         if (to_journal)
                 write_journal(level, file, line, func, extra, buf);
-        else if (stderr_is_tty)
+        else if (stderr_is_tty || plain)
                 fprintf(stderr, "%s\n", buf);
         else
                 fprintf(stderr, "<%d>%s\n", level, buf);

@@ -15,6 +15,9 @@ void log_set_max_level(int level);
 int log_get_max_level(void);
 int log_parse_level(const char *s);
 void log_set_ident(const char *ident);
+/* For tools that talk to people: no "<N>" prefixes even when stderr is not a
+ * terminal. */
+void log_set_plain(bool b);
 
 /* Extra structured fields ("FL_ROLE=SERVER") attached to every entry this
  * process writes to the journal, e.g. the node id once it is known. */

@@ -14,7 +14,9 @@
  *
  * scheduler -> server
  *   WIRE_REGISTER_REPLY {"ok":true, "rank":u, "node_timeout":u}
- *                    or {"ok":false, "error":s}  (then the scheduler closes)
+ *                    or {"ok":false, "error":s, "retry":b}  (then the scheduler
+ *                       closes; with retry the server tries again with
+ *                       back-off, without it the server exits FL_EXIT_REFUSED)
  *   WIRE_MEMBERS       {"cluster_state":s, "server_num":u,
  *                       "members":[{"rank":u, "node_id":s, "address":s,
  *                                   "fl_server_port":u, "alive":b}, ...]}
@@ -24,6 +26,10 @@
  * either way
  *   WIRE_ERROR         {"error":s}   what was wrong before a close.
  */
+
+/* The exit status of a server the scheduler refused for good (its node id is
+ * alive elsewhere, the cluster is full): the units do not restart it. */
+#define FL_EXIT_REFUSED 78
 
 enum {
         WIRE_REGISTER = 1,

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include "flctl-reply.h"
+#include "macro.h"
+
+/* How flctl reaches the scheduler: D-Bus on the system bus when it runs on
+ * the scheduler's host, REST (--url) from anywhere else. A verb calls the
+ * operation it needs through the vtable and never knows which one it got;
+ * a new verb adds one entry here and one function in each backend.
+ *
+ * Every operation logs its own failure (a refusal's text as the scheduler
+ * sent it, or why the scheduler could not be reached) and returns a
+ * negative errno; callers only pass it on. */
+
+typedef struct Backend Backend;
+
+typedef struct BackendVTable {
+        int (*list_nodes)(Backend *b, NodeList *ret);
+        int (*get_state)(Backend *b, char **ret);
+        int (*finish)(Backend *b, NodeList *ret);
+        void (*free)(Backend *b);
+} BackendVTable;
+
+/* The first member of each backend's own struct. */
+struct Backend {
+        const BackendVTable *vtable;
+        uint64_t timeout_usec;  /* for each call's reply, set per verb */
+};
+
+int bus_backend_new(Backend **ret);
+int rest_backend_new(const char *url, Backend **ret);
+
+static inline Backend *backend_free(Backend *b) {
+        if (b)
+                b->vtable->free(b);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(Backend *, backend_free);

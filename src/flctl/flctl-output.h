@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include "flctl-reply.h"
+
+/* What flctl prints, as strings (each ends in a newline) so that the unit
+ * tests see exactly what an operator or a script would. The JSON keeps the
+ * REST API's field names and types (rank_id a string) whichever backend
+ * answered, so scripts need not care how flctl reached the scheduler. */
+
+int nodes_format_table(const NodeList *l, char **ret);
+int nodes_format_json(const NodeList *l, char **ret);
+
+int stopped_format_lines(const NodeList *l, char **ret);
+int stopped_format_json(const NodeList *l, char **ret);
+
+int state_format_json(const char *state, char **ret);

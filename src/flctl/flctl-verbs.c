@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdio.h>
+#include <string.h>
+
+#include "flctl-output.h"
+#include "flctl-verbs.h"
+#include "log.h"
+
+#define DEFAULT_TIMEOUT_USEC (10 * USEC_PER_SEC)
+/* Finish waits for every server to stop before the scheduler answers. */
+#define FINISH_TIMEOUT_USEC (60 * USEC_PER_SEC)
+
+static int verb_nodes(Backend *b, const FlctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(node_list_done) NodeList nodes = {};
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        r = b->vtable->list_nodes(b, &nodes);
+        if (r < 0)
+                return r;
+        node_list_sort_by_rank(&nodes);
+        r = o->json ? nodes_format_json(&nodes, &text) : nodes_format_table(&nodes, &text);
+        if (r < 0)
+                return log_oom();
+        fputs(text, stdout);    /* main() checks that stdout got written */
+        return 0;
+}
+
+static int verb_state(Backend *b, const FlctlOptions *o, int argc, char *argv[]) {
+        _cleanup_free_ char *state = NULL, *text = NULL;
+        int r;
+
+        r = b->vtable->get_state(b, &state);
+        if (r < 0)
+                return r;
+        if (!o->json) {
+                puts(state);
+                return 0;
+        }
+        r = state_format_json(state, &text);
+        if (r < 0)
+                return log_oom();
+        fputs(text, stdout);
+        return 0;
+}
+
+static int verb_finish(Backend *b, const FlctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(node_list_done) NodeList stopped = {};
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        r = b->vtable->finish(b, &stopped);
+        if (r < 0)
+                return r;
+        node_list_move_scheduler_last(&stopped);
+        r = o->json ? stopped_format_json(&stopped, &text) : stopped_format_lines(&stopped, &text);
+        if (r < 0)
+                return log_oom();
+        fputs(text, stdout);
+        return 0;
+}
+
+static const Verb verbs[] = {
+        { "nodes",  0, 0, verb_nodes,  0                   },
+        { "state",  0, 0, verb_state,  0                   },
+        { "finish", 0, 0, verb_finish, FINISH_TIMEOUT_USEC },
+};
+
+int verb_find(int argc, char *argv[], const Verb **ret) {
+        const char *name = argc > 0 ? argv[0] : NULL;
+        unsigned n_args = argc > 0 ? (unsigned) argc - 1 : 0;
+
+        if (!name)
+                return log_error_errno(-EINVAL, "Missing verb. See '%s --help'.", program_invocation_short_name);
+
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                const Verb *v = verbs + i;
+
+                if (!streq(v->name, name))
+                        continue;
+                if (n_args < v->min_args)
+                        return log_error_errno(-EINVAL, "Too few arguments for '%s'. See '%s --help'.",
+                                               name, program_invocation_short_name);
+                if (v->max_args != VERB_ANY && n_args > v->max_args)
+                        return log_error_errno(-EINVAL, "Too many arguments for '%s'. See '%s --help'.",
+                                               name, program_invocation_short_name);
+                *ret = v;
+                return 0;
+        }
+        return log_error_errno(-EINVAL, "Unknown verb '%s'. See '%s --help'.", name, program_invocation_short_name);
+}
+
+int verb_run(const Verb *verb, const FlctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(backend_freep) Backend *b = NULL;
+        int r;
+
+        r = o->url ? rest_backend_new(o->url, &b) : bus_backend_new(&b);
+        if (r < 0)
+                return r;
+        b->timeout_usec = o->timeout_usec ?: verb->timeout_usec ?: DEFAULT_TIMEOUT_USEC;
+
+        return verb->run(b, o, argc, argv);
+}

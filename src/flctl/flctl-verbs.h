@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <limits.h>
+
+#include "flctl-args.h"
+#include "flctl-backend.h"
+
+#define VERB_ANY UINT_MAX
+
+/* One line of the verb table. argv[0] is the verb itself; min_args and
+ * max_args count what follows it. */
+typedef struct Verb {
+        const char *name;
+        unsigned min_args, max_args;
+        int (*run)(Backend *b, const FlctlOptions *o, int argc, char *argv[]);
+        uint64_t timeout_usec;  /* how long the scheduler may take; 0: the default */
+} Verb;
+
+/* Finds the verb in argv[0] and checks its argument count; a logged
+ * -EINVAL is a usage error. */
+int verb_find(int argc, char *argv[], const Verb **ret);
+
+/* Connects the backend --url chose and runs the verb; the failure, if any,
+ * is already logged. */
+int verb_run(const Verb *verb, const FlctlOptions *o, int argc, char *argv[]);

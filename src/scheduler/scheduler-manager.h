@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <json-c/json.h>
+#include <sqlite3.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "cluster-state.h"
+#include "conf.h"
+#include "http.h"
+#include "scheduler-registry.h"
+
+#include "scheduler-link.h"
+
+/* The scheduler's Manager owns the one event loop and everything on it: the
+ * TCP listener and the links of the servers, the REST port, the D-Bus
+ * connection, the registry and its database. */
+typedef struct Manager {
+        const FlConfig *config;
+        sd_event *event;
+        sd_bus *bus;
+        HttpServer *http;
+        int listen_fd;
+        sd_event_source *listen_source;
+        sd_event_source *expire_timer;
+        sd_event_source *exit_timer;
+        sqlite3 *db;
+        char *db_path;
+
+        Registry registry;
+        ClusterState state;
+        bool recovering;        /* restarted with a registry: waiting for its nodes */
+        Link *links;            /* every open connection, registered or not */
+
+        /* A running "finish": the nodes told to stop, who answered, who asked. */
+        bool finishing;
+        sd_event_source *finish_timer;
+        json_object *stopped;           /* array of {role, rank_id, node_id, pid} */
+        sd_bus_message **finish_calls;
+        size_t n_finish_calls;
+        HttpRequest **finish_requests;
+        size_t n_finish_requests;
+} Manager;
+
+int manager_new(Manager **ret, const FlConfig *config);
+Manager *manager_free(Manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+
+int manager_start(Manager *m);
+int manager_run(Manager *m);
+
+/* Recomputes the cluster state from the registry; persists, logs, announces
+ * (D-Bus property, member lists to every server) when it changes or when
+ * force is set (membership changed without a state change). */
+int manager_update_state(Manager *m, bool force);
+int manager_save_node(Manager *m, const Node *n);
+void manager_send_members(Manager *m, Link *only);
+
+/* flctl finish: tells every connected server to stop, gathers their acks,
+ * then answers and exits. */
+int manager_finish_begin(Manager *m);
+void manager_finish_node_stopped(Manager *m, Node *n, uint32_t pid);
+json_object *manager_nodes_json(Manager *m);
+
+/* scheduler-bus.c */
+int manager_bus_setup(Manager *m);
+void manager_bus_emit_state(Manager *m);
+void manager_bus_emit_node(Manager *m, const Node *n, bool joined, const char *reason);
+int manager_bus_finish_reply(Manager *m, sd_bus_message *call);
+
+/* scheduler-rest.c */
+int manager_rest_setup(Manager *m);
+int manager_rest_finish_reply(Manager *m, HttpRequest *req);

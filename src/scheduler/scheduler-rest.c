@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <string.h>
+
+#include "http.h"
+#include "json-util.h"
+#include "log.h"
+#include "scheduler-manager.h"
+
+/* The RESTful management port, with MindSpore's paths and messages
+ * (management-api.md). Bodies of POST requests are JSON objects. */
+
+#define REST_BODY_MAX (64U * 1024U)
+
+static json_object *reply_new(const char *message) {
+        json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "message", json_object_new_string(message));
+        json_object_object_add(o, "code", json_object_new_string("0"));
+        return o;
+}
+
+/* POST bodies are optional here, but what is sent must be a JSON object. */
+static int request_check_json(HttpRequest *req) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        const char *type = http_request_content_type(req);
+        size_t size;
+        const uint8_t *body = http_request_body(req, &size);
+
+        if (size == 0)
+                return 0;
+        if (type && !strneq(type, "application/json", strlen("application/json")))
+                return http_reply_error(req, 400, "The Content-Type must be application/json."), -EINVAL;
+        if (json_parse_object((const char *) body, size, &o) < 0)
+                return http_reply_error(req, 400, "The request body is not a valid JSON object."), -EINVAL;
+        return 0;
+}
+
+static int rest_get_nodes(HttpRequest *req, void *userdata) {
+        Manager *m = userdata;
+        _cleanup_(json_object_putp) json_object *o = reply_new("Get nodes info successful.");
+
+        json_object_object_add(o, "node_ids", manager_nodes_json(m));
+        return http_reply_json(req, 200, o);
+}
+
+static int rest_get_state(HttpRequest *req, void *userdata) {
+        Manager *m = userdata;
+        _cleanup_(json_object_putp) json_object *o = reply_new("Get cluster state successful.");
+
+        json_object_object_add(o, "cluster_state", json_object_new_string(cluster_state_to_string(m->state)));
+        json_object_object_add(o, "server_num", json_object_new_int64(m->registry.server_num));
+        json_object_object_add(o, "alive_server_num", json_object_new_int64((int64_t) registry_alive_count(&m->registry)));
+        return http_reply_json(req, 200, o);
+}
+
+static int rest_post_finish(HttpRequest *req, void *userdata) {
+        Manager *m = userdata;
+        HttpRequest **a;
+        int r;
+
+        if (request_check_json(req) < 0)
+                return 0;
+
+        a = realloc(m->finish_requests, (m->n_finish_requests + 1) * sizeof *a);
+        if (!a)
+                return http_reply_error(req, 500, "Out of memory.");
+        m->finish_requests = a;
+
+        r = http_defer(req);
+        if (r < 0)
+                return http_reply_error(req, 500, "Failed to defer the answer: %s.", strerror(-r));
+        m->finish_requests[m->n_finish_requests++] = req;
+
+        r = manager_finish_begin(m);
+        if (r < 0)
+                log_error_errno(r, "Failed to finish the cluster: %m");
+        return 0;
+}
+
+int manager_rest_finish_reply(Manager *m, HttpRequest *req) {
+        _cleanup_(json_object_putp) json_object *o = reply_new("Cluster finished.");
+
+        json_object_object_add(o, "stopped", json_object_get(m->stopped));
+        return http_reply_json(req, 200, o);
+}
+
+static const HttpRoute routes[] = {
+        { "GET", "/nodes", rest_get_nodes },
+        { "GET", "/state", rest_get_state },
+        { "POST", "/finish", rest_post_finish },
+};
+
+int manager_rest_setup(Manager *m) {
+        int r;
+
+        r = http_server_new(&m->http, m->event, m->config->scheduler_ip, (uint16_t) m->config->scheduler_manage_port,
+                            routes, ELEMENTSOF(routes), REST_BODY_MAX, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to serve REST on %s:%u: %m", m->config->scheduler_ip,
+                                       m->config->scheduler_manage_port);
+        return 0;
+}

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <json-c/json.h>
+#include <microhttpd.h>
+#include <systemd/sd-event.h>
+
+#include "macro.h"
+
+/* libmicrohttpd inside sd-event, as systemd-journal-remote does it: MHD in
+ * epoll mode without threads, its epoll fd watched by an sd-event io source,
+ * a timer re-armed from MHD_get_timeout() after each MHD_run(). One loop for
+ * HTTP, D-Bus and TCP alike.
+ *
+ * Requests are routed by one table of (method, path, handler). An unknown
+ * path answers 404, a known path with another method 405, a body over the
+ * server's limit 413 - all before a handler runs. The handler sees the whole
+ * body (bounded) and must answer exactly once, now or later (http_defer). */
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct MHD_Response *, MHD_destroy_response);
+
+typedef struct HttpServer HttpServer;
+typedef struct HttpRequest HttpRequest;
+
+typedef int (*http_handler_t)(HttpRequest *req, void *userdata);
+
+typedef struct HttpRoute {
+        const char *method;             /* "GET", "POST" */
+        const char *path;               /* exact match, e.g. "/nodes" */
+        http_handler_t handler;
+} HttpRoute;
+
+/* address may be NULL for all addresses. Routes must outlive the server.
+ * Never free the server from inside one of its handlers. */
+int http_server_new(HttpServer **ret, sd_event *e, const char *address, uint16_t port,
+                    const HttpRoute *routes, size_t n_routes, size_t max_body, void *userdata);
+HttpServer *http_server_free(HttpServer *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(HttpServer *, http_server_free);
+/* The port actually bound (useful with port 0). */
+uint16_t http_server_port(const HttpServer *s);
+
+const char *http_request_method(const HttpRequest *req);
+const char *http_request_path(const HttpRequest *req);
+/* The Content-Type header (NULL if absent), body and its size (never NULL). */
+const char *http_request_content_type(const HttpRequest *req);
+const uint8_t *http_request_body(const HttpRequest *req, size_t *ret_size);
+/* A request header by its case-insensitive name, or NULL. */
+const char *http_request_header(const HttpRequest *req, const char *name);
+/* A query parameter, e.g. "iteration" of /model?iteration=3, or NULL. */
+const char *http_request_query(const HttpRequest *req, const char *key);
+
+/* Answer now. Each returns 0 or a negative errno; the request is answered
+ * (or the connection dropped) either way. */
+int http_reply(HttpRequest *req, unsigned status, const char *content_type, const void *body, size_t size);
+int http_reply_json(HttpRequest *req, unsigned status, json_object *o);
+/* {"code":"1","error_message":"..."} with the given status (400, 404, ...). */
+int http_reply_error(HttpRequest *req, unsigned status, const char *format, ...) _printf_(3, 4);
+
+/* Answer later: suspends the connection and returns a handle that stays
+ * valid until one of the http_reply*() calls is made on it (the request
+ * memory is kept alive until then). If the server is freed first, the
+ * deferred request is dropped: its connection is closed and the handle
+ * must be forgotten. Only callable from inside the handler. */
+int http_defer(HttpRequest *req);

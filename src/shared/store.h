@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <sqlite3.h>
+
+#include "macro.h"
+
+/* SQLite, the way every flcluster database is opened: WAL, synchronous=FULL
+ * (a committed change survives power loss: the daemons announce a decision
+ * only after it is committed), a bounded busy timeout, and a schema version
+ * in user_version, upgraded by an ordered list of migrations. */
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt *, sqlite3_finalize);
+#define _cleanup_stmt_ _cleanup_(sqlite3_finalizep)
+
+static inline void sqlite3_closep(sqlite3 **db) {
+        if (*db)
+                sqlite3_close_v2(*db);
+}
+
+#define STORE_BUSY_TIMEOUT_MS 5000
+
+/* Converts an SQLite result code into a negative errno. */
+int store_errno(int rc);
+
+/* migrations[i] moves the schema from version i to i+1. */
+int store_open(sqlite3 **ret, const char *path, const char *const *migrations, size_t n_migrations);
+
+int store_exec(sqlite3 *db, const char *sql);
+int store_prepare(sqlite3 *db, sqlite3_stmt **ret, const char *sql);
+int store_begin(sqlite3 *db);
+int store_commit(sqlite3 *db);
+void store_rollback(sqlite3 *db);
+
+/* A small key/value table ("meta") every store has, for single values. */
+int store_meta_set(sqlite3 *db, const char *key, const char *value);
+/* Returns 0 and NULL in *ret when the key is absent. */
+int store_meta_get(sqlite3 *db, const char *key, char **ret);
