@@ -122,6 +122,38 @@ static void test_role_options(void **state) {
         conf_done(&c);
 }
 
+static void test_job_parameters(void **state) {
+        const char *argv[] = { "test", "--update_model_ratio=0.5", "--start_fl_job_threshold=7",
+                               "--client_learning_rate=0.01", NULL };
+        FlConfig c;
+
+        assert_int_equal(conf_init(&c), 0);
+        assert_string_equal(c.fl_name, "Lenet");
+        assert_int_equal(c.fl_iteration_num, 20);
+        assert_int_equal(c.client_epoch_num, 25);
+        assert_int_equal(c.start_fl_job_time_window, 300000);
+        assert_int_equal(conf_update_threshold(&c), 1);
+        assert_int_equal(parse(&c, CONF_ROLE_SCHEDULER, 4, argv), 0);
+        assert_true(c.update_model_ratio == 0.5);
+        assert_true(c.client_learning_rate == 0.01);
+        assert_int_equal(conf_update_threshold(&c), 4);        /* ceil(7 * 0.5) */
+        c.update_model_ratio = 1.0;
+        assert_int_equal(conf_update_threshold(&c), 7);
+        c.start_fl_job_threshold = 10;
+        c.update_model_ratio = 0.3;     /* 3.0000000000000004: still 3 */
+        assert_int_equal(conf_update_threshold(&c), 3);
+
+        /* Integers are numbers too; the range is (0, 1]. */
+        assert_int_equal(conf_apply_json_text(&c, "{\"update_model_ratio\": 1}", "x"), 0);
+        assert_true(c.update_model_ratio == 1.0);
+        assert_true(conf_apply_json_text(&c, "{\"update_model_ratio\": 0}", "x") < 0);
+        assert_true(conf_apply_json_text(&c, "{\"update_model_ratio\": 1.5}", "x") < 0);
+        assert_true(conf_apply_json_text(&c, "{\"update_model_ratio\": \"1\"}", "x") < 0);
+        assert_true(conf_set(&c, "client_learning_rate", "nan") < 0);
+        assert_true(conf_set(&c, "client_learning_rate", "-1") < 0);
+        conf_done(&c);
+}
+
 static void test_state_dir(void **state) {
         FlConfig c;
 
@@ -155,6 +187,7 @@ int main(void) {
                 cmocka_unit_test(test_file_refusals),
                 cmocka_unit_test(test_argv_refusals),
                 cmocka_unit_test(test_role_options),
+                cmocka_unit_test(test_job_parameters),
                 cmocka_unit_test(test_state_dir),
         };
 

@@ -110,10 +110,18 @@ static int bus_property_server_num(sd_bus *bus, const char *path, const char *in
         return sd_bus_message_append(reply, "u", m->registry.server_num);
 }
 
+static int bus_property_iteration(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                  sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        return sd_bus_message_append(reply, "u", m->iteration.number);
+}
+
 static const sd_bus_vtable scheduler_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("ClusterState", "s", bus_property_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("ServerNum", "u", bus_property_server_num, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Iteration", "u", bus_property_iteration, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("ListNodes", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(sussqbu)", nodes),
                                 bus_list_nodes, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetState", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", state),
@@ -146,7 +154,8 @@ int manager_bus_setup(Manager *m) {
 void manager_bus_emit_state(Manager *m) {
         if (!m->bus)
                 return;
-        (void) sd_bus_emit_properties_changed(m->bus, FL_BUS_PATH, FL_BUS_INTERFACE, "ClusterState", "ServerNum", NULL);
+        (void) sd_bus_emit_properties_changed(m->bus, FL_BUS_PATH, FL_BUS_INTERFACE, "ClusterState", "ServerNum",
+                                              "Iteration", NULL);
 }
 
 void manager_bus_emit_node(Manager *m, const Node *n, bool joined, const char *reason) {

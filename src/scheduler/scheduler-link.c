@@ -51,7 +51,7 @@ static void link_refuse(Link *l, const char *error, bool retry) {
 static int link_handle_register(Link *l, json_object *msg) {
         Manager *m = l->manager;
         const char *node_id, *role, *address;
-        uint32_t port, pid, server_num;
+        uint32_t port, pid, server_num, peer_port = 0;
         _cleanup_(json_object_putp) json_object *reply = NULL;
         char error[256];
         bool returning, retry = false;
@@ -65,12 +65,14 @@ static int link_handle_register(Link *l, json_object *msg) {
             json_get_u32(msg, "pid", &pid) < 0 ||
             json_get_u32(msg, "server_num", &server_num) < 0)
                 return log_warning_errno(-EBADMSG, "Malformed registration from %s, disconnecting.", conn_peer(l->conn));
+        /* Optional: a server without one cannot take part in the all-reduce. */
+        (void) json_get_u32(msg, "peer_port", &peer_port);
 
         if (!streq(role, "SERVER")) {
                 snprintf(error, sizeof error, "The role %s is not supported: only SERVER nodes may register.", role);
                 goto refuse;
         }
-        if (port == 0 || port > 65535 || !node_id_is_valid(node_id)) {
+        if (port == 0 || port > 65535 || peer_port > 65535 || !node_id_is_valid(node_id)) {
                 snprintf(error, sizeof error, "The node id or port of the registration is illegal.");
                 goto refuse;
         }
@@ -95,6 +97,7 @@ static int link_handle_register(Link *l, json_object *msg) {
                 goto refuse;
         }
 
+        n->peer_port = peer_port;
         r = manager_save_node(m, n);
         if (r < 0) {
                 /* Not durable, so not announced: the server retries. */
@@ -130,7 +133,11 @@ static int link_handle_register(Link *l, json_object *msg) {
                                    n->fl_server_port, n->rank, returning ? " (returning)" : "");
         }
         manager_bus_emit_node(m, n, true, "registered");
-        return manager_update_state(m, true);
+        r = manager_update_state(m, true);
+        if (r < 0)
+                return r;
+        training_send_iteration(m, l);
+        return 0;
 
 refuse:
         log_warning("Refused registration from %s: %s", conn_peer(l->conn), error);
@@ -168,6 +175,15 @@ static int link_on_frame(Conn *c, uint8_t type, const uint8_t *payload, size_t s
                 }
                 return conn_send(c, WIRE_HEARTBEAT, "{}", 2);
 
+        case WIRE_ADMIT:
+                return training_handle_admit(m, l, msg);
+
+        case WIRE_UPDATE:
+                return training_handle_update(m, l, msg);
+
+        case WIRE_AGGREGATE_DONE:
+                return training_handle_aggregate_done(m, l, msg);
+
         case WIRE_FINISH_ACK:
                 if (json_get_u32(msg, "pid", &pid) < 0)
                         return log_warning_errno(-EBADMSG, "Malformed FINISH_ACK from %s.", conn_peer(c));
@@ -186,6 +202,7 @@ static void link_on_close(Conn *c, int error, void *userdata) {
         Node *n = l->node;
 
         if (n) {
+                training_on_node_lost(m, n);
                 if (m->finishing)
                         manager_finish_node_stopped(m, n, n->pid);
                 else if (error < 0)

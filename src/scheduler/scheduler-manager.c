@@ -46,6 +46,7 @@ Manager *manager_free(Manager *m) {
         free(m->finish_calls);
         free(m->finish_requests);
         json_object_put(m->stopped);
+        training_done(m);
         http_server_free(m->http);
         sd_event_source_disable_unref(m->listen_source);
         sd_event_source_disable_unref(m->expire_timer);
@@ -78,6 +79,7 @@ static json_object *member_json(const Node *n) {
         json_object_object_add(o, "address", json_object_new_string(n->address));
         json_object_object_add(o, "fl_server_port", json_object_new_int64(n->fl_server_port));
         json_object_object_add(o, "alive", json_object_new_boolean(n->alive));
+        json_object_object_add(o, "peer_port", json_object_new_int64(n->peer_port));
         return o;
 }
 
@@ -146,9 +148,10 @@ int manager_update_state(Manager *m, bool force) {
                 manager_bus_emit_state(m);
                 force = true;
         }
-        manager_notify_status(m);
         if (force)
                 manager_send_members(m, NULL);
+        training_on_state(m);
+        manager_notify_status(m);
         return 0;
 }
 
@@ -320,6 +323,8 @@ static int manager_load(Manager *m) {
         if (state == _CLUSTER_STATE_INVALID || state == CLUSTER_EXIT) {
                 /* A new cluster, or the last one finished: start afresh. */
                 r = scheduler_store_clear_nodes(m->db);
+                if (r >= 0)
+                        r = store_meta_set(m->db, "iteration", "0");
                 if (r < 0)
                         return log_error_errno(r, "Failed to reset %s: %m", m->db_path);
                 return scheduler_store_save_cluster(m->db, CLUSTER_STARTING, m->registry.server_num);
@@ -364,6 +369,9 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to open the scheduler database %s: %m", m->db_path);
         r = manager_load(m);
+        if (r < 0)
+                return r;
+        r = training_setup(m);
         if (r < 0)
                 return r;
 

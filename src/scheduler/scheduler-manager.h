@@ -9,6 +9,7 @@
 #include "cluster-state.h"
 #include "conf.h"
 #include "http.h"
+#include "scheduler-iteration.h"
 #include "scheduler-registry.h"
 
 #include "scheduler-link.h"
@@ -16,6 +17,12 @@
 /* The scheduler's Manager owns the one event loop and everything on it: the
  * TCP listener and the links of the servers, the REST port, the D-Bus
  * connection, the registry and its database. */
+typedef struct RingEntry {
+        char node_id[NODE_ID_MAX];
+        uint32_t rank;
+        bool done;
+} RingEntry;
+
 typedef struct Manager {
         const FlConfig *config;
         sd_event *event;
@@ -32,6 +39,16 @@ typedef struct Manager {
         ClusterState state;
         bool recovering;        /* restarted with a registry: waiting for its nodes */
         Link *links;            /* every open connection, registered or not */
+
+        /* The training job and its current iteration (scheduler-training.c). */
+        Job job;
+        Iteration iteration;
+        sd_event_source *iteration_timer;
+        /* A running aggregation: the ring, who has answered, with what. */
+        RingEntry *ring;
+        size_t n_ring;
+        char ring_checksum[128];
+        sd_event_source *aggregate_timer;
 
         /* A running "finish": the nodes told to stop, who answered, who asked. */
         bool finishing;
@@ -62,6 +79,18 @@ void manager_send_members(Manager *m, Link *only);
 int manager_finish_begin(Manager *m);
 void manager_finish_node_stopped(Manager *m, Node *n, uint32_t pid);
 json_object *manager_nodes_json(Manager *m);
+
+/* scheduler-training.c */
+int training_setup(Manager *m);
+void training_done(Manager *m);
+/* The cluster state changed: start the first iteration once READY. */
+void training_on_state(Manager *m);
+void training_send_iteration(Manager *m, Link *only);
+int training_handle_admit(Manager *m, Link *l, json_object *msg);
+int training_handle_update(Manager *m, Link *l, json_object *msg);
+int training_handle_aggregate_done(Manager *m, Link *l, json_object *msg);
+/* A server of the ring went away during aggregation. */
+void training_on_node_lost(Manager *m, Node *n);
 
 /* scheduler-bus.c */
 int manager_bus_setup(Manager *m);

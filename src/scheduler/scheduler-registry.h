@@ -24,6 +24,7 @@ typedef struct Node {
         uint32_t rank;
         char address[ADDRESS_MAX];
         uint32_t fl_server_port;
+        uint32_t peer_port;             /* all-reduce connections from peers */
         uint32_t pid;
         bool alive;
         bool connected;

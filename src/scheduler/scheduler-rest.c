@@ -50,6 +50,10 @@ static int rest_get_state(HttpRequest *req, void *userdata) {
         json_object_object_add(o, "cluster_state", json_object_new_string(cluster_state_to_string(m->state)));
         json_object_object_add(o, "server_num", json_object_new_int64(m->registry.server_num));
         json_object_object_add(o, "alive_server_num", json_object_new_int64((int64_t) registry_alive_count(&m->registry)));
+        json_object_object_add(o, "iteration", json_object_new_int64(m->iteration.number));
+        json_object_object_add(o, "iteration_phase", json_object_new_string(
+                                       m->iteration.number > 0 ? iteration_phase_to_string(m->iteration.phase) : "WAITING"));
+        json_object_object_add(o, "fl_iteration_num", json_object_new_int64(m->job.fl_iteration_num));
         return http_reply_json(req, 200, o);
 }
 

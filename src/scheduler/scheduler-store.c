@@ -13,6 +13,7 @@ static const char *const migrations[] = {
         "  fl_server_port INTEGER NOT NULL,"
         "  pid INTEGER NOT NULL,"
         "  alive INTEGER NOT NULL)",
+        "ALTER TABLE nodes ADD COLUMN peer_port INTEGER NOT NULL DEFAULT 0",
 };
 
 int scheduler_store_open(sqlite3 **ret, const char *path) {
@@ -24,11 +25,11 @@ int scheduler_store_save_node(sqlite3 *db, const Node *n) {
         int r;
 
         r = store_prepare(db, &st,
-                          "INSERT INTO nodes (node_id, rank, address, fl_server_port, pid, alive) "
-                          "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(node_id) DO UPDATE SET "
+                          "INSERT INTO nodes (node_id, rank, address, fl_server_port, pid, alive, peer_port) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(node_id) DO UPDATE SET "
                           "rank = excluded.rank, address = excluded.address, "
                           "fl_server_port = excluded.fl_server_port, pid = excluded.pid, "
-                          "alive = excluded.alive");
+                          "alive = excluded.alive, peer_port = excluded.peer_port");
         if (r < 0)
                 return r;
         sqlite3_bind_text(st, 1, n->node_id, -1, SQLITE_STATIC);
@@ -37,6 +38,7 @@ int scheduler_store_save_node(sqlite3 *db, const Node *n) {
         sqlite3_bind_int64(st, 4, n->fl_server_port);
         sqlite3_bind_int64(st, 5, n->pid);
         sqlite3_bind_int(st, 6, n->alive);
+        sqlite3_bind_int64(st, 7, n->peer_port);
         return store_errno(sqlite3_step(st));
 }
 
@@ -59,7 +61,7 @@ int scheduler_store_load_nodes(sqlite3 *db, Registry *reg, uint64_t now_usec) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int rc, r;
 
-        r = store_prepare(db, &st, "SELECT node_id, rank, address, fl_server_port, pid FROM nodes ORDER BY rank");
+        r = store_prepare(db, &st, "SELECT node_id, rank, address, fl_server_port, pid, peer_port FROM nodes ORDER BY rank");
         if (r < 0)
                 return r;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -68,18 +70,19 @@ int scheduler_store_load_nodes(sqlite3 *db, Registry *reg, uint64_t now_usec) {
                 sqlite3_int64 rank = sqlite3_column_int64(st, 1);
                 sqlite3_int64 port = sqlite3_column_int64(st, 3);
                 sqlite3_int64 pid = sqlite3_column_int64(st, 4);
+                sqlite3_int64 peer_port = sqlite3_column_int64(st, 5);
                 Node *n;
 
                 /* The file is ours, but a damaged one must not become a damaged registry. */
                 if (!node_id || !address || rank < 0 || rank > UINT32_MAX || port < 0 || port > 65535 ||
-                    pid < 0 || pid > UINT32_MAX)
+                    pid < 0 || pid > UINT32_MAX || peer_port < 0 || peer_port > 65535)
                         return -EUCLEAN;
                 r = registry_restore(reg, node_id, (uint32_t) rank, address, (uint32_t) port,
                                      (uint32_t) pid, now_usec, &n);
                 if (r < 0)
                         return r == -EEXIST ? -EUCLEAN : r;
                 /* Alive until proven otherwise: every node gets node_timeout to come back. */
-                (void) n;
+                n->peer_port = (uint32_t) peer_port;
         }
         return store_errno(rc);
 }

@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <math.h>
 #include <string.h>
 
 #include "conf.h"
@@ -12,19 +13,21 @@
 typedef enum ConfType {
         CONF_STRING,
         CONF_U32,
+        CONF_DOUBLE,
 } ConfType;
 
 typedef struct ConfOption {
         const char *name;
         ConfType type;
         size_t offset;
-        uint32_t min, max;
+        uint32_t min, max;      /* for doubles: the range is (min, max] */
         ConfRole roles;
         const char *help;
 } ConfOption;
 
 #define U32(n, lo, hi, r, h) { #n, CONF_U32, offsetof(FlConfig, n), lo, hi, r, h }
 #define STR(n, r, h) { #n, CONF_STRING, offsetof(FlConfig, n), 0, 0, r, h }
+#define DBL(n, lo, hi, r, h) { #n, CONF_DOUBLE, offsetof(FlConfig, n), lo, hi, r, h }
 
 static const ConfOption options[] = {
         STR(scheduler_ip, CONF_ROLE_ALL, "Address of the scheduler (default 127.0.0.1)"),
@@ -40,6 +43,21 @@ static const ConfOption options[] = {
         STR(state_dir, CONF_ROLE_ALL, "State directory (default $STATE_DIRECTORY, else " DEFAULT_STATE_DIR ")"),
         STR(config_file_path, CONF_ROLE_ALL, "JSON configuration file with the same keys"),
         STR(log_level, CONF_ROLE_ALL, "Maximum log level: err, warning, notice, info, debug (default info)"),
+
+        STR(fl_name, CONF_ROLE_SCHEDULER, "Name of the training job (default Lenet)"),
+        U32(fl_iteration_num, 1, 10000000, CONF_ROLE_SCHEDULER, "Iterations of the job (default 20)"),
+        U32(start_fl_job_threshold, 1, 100000000, CONF_ROLE_ALL, "Devices admitted per iteration (default 1)"),
+        U32(start_fl_job_time_window, 1, 86400000, CONF_ROLE_SCHEDULER, "startFLJob window in ms (default 300000)"),
+        DBL(update_model_ratio, 0, 1, CONF_ROLE_SCHEDULER, "Share of admitted devices whose updates end an iteration (default 1.0)"),
+        U32(update_model_time_window, 1, 86400000, CONF_ROLE_SCHEDULER, "updateModel window in ms (default 300000)"),
+        U32(global_iteration_time_window, 1, 604800000, CONF_ROLE_SCHEDULER, "Longest iteration in ms (default 3600000)"),
+        U32(client_epoch_num, 1, 100000, CONF_ROLE_SCHEDULER, "Local epochs per iteration, sent to devices (default 25)"),
+        U32(client_batch_size, 1, 1000000, CONF_ROLE_SCHEDULER, "Local mini-batch size, sent to devices (default 32)"),
+        DBL(client_learning_rate, 0, 1000, CONF_ROLE_SCHEDULER, "Local learning rate, sent to devices (default 0.001)"),
+
+        STR(model_path, CONF_ROLE_SERVER, "Initial model, a FeatureMapList file (fl-client init-model writes one)"),
+        U32(checkpoint_keep, 1, 100000, CONF_ROLE_SERVER, "Model checkpoints kept (default 3)"),
+        U32(max_request_size_mb, 1, 4096, CONF_ROLE_SERVER, "Largest device request body in MiB (default 64)"),
 };
 
 static const ConfOption *option_find(const char *key) {
@@ -57,9 +75,21 @@ int conf_init(FlConfig *c) {
                 .server_num = 1,
                 .local_server_num = 1,
                 .node_timeout = DEFAULT_NODE_TIMEOUT_SEC,
+                .fl_iteration_num = 20,
+                .start_fl_job_threshold = 1,
+                .start_fl_job_time_window = 300000,
+                .update_model_ratio = 1.0,
+                .update_model_time_window = 300000,
+                .global_iteration_time_window = 3600000,
+                .client_epoch_num = 25,
+                .client_batch_size = 32,
+                .client_learning_rate = 0.001,
+                .checkpoint_keep = 3,
+                .max_request_size_mb = 64,
         };
         c->scheduler_ip = strdup("127.0.0.1");
-        return c->scheduler_ip ? 0 : -ENOMEM;
+        c->fl_name = strdup("Lenet");
+        return c->scheduler_ip && c->fl_name ? 0 : -ENOMEM;
 }
 
 void conf_done(FlConfig *c) {
@@ -102,14 +132,28 @@ static int option_set_u32(FlConfig *c, const ConfOption *o, uint64_t v) {
         return 0;
 }
 
+static int option_set_double(FlConfig *c, const ConfOption *o, double v) {
+        if (!(v > o->min && v <= o->max))
+                return log_error_errno(-ERANGE, "Invalid value for %s: %g is outside (%u, %u].",
+                                       o->name, v, o->min, o->max);
+        *(double *) ((uint8_t *) c + o->offset) = v;
+        return 0;
+}
+
 int conf_set(FlConfig *c, const char *key, const char *value) {
         const ConfOption *o = option_find(key);
         uint64_t v;
+        double d;
 
         if (!o)
                 return log_error_errno(-ENOENT, "Unknown option '%s'.", key);
         if (o->type == CONF_STRING)
                 return option_set_string(c, o, value);
+        if (o->type == CONF_DOUBLE) {
+                if (safe_atod(value, &d) < 0)
+                        return log_error_errno(-EINVAL, "Invalid value for %s: '%s' is not a number.", key, value);
+                return option_set_double(c, o, d);
+        }
         if (safe_atou64(value, &v) < 0)
                 return log_error_errno(-EINVAL, "Invalid value for %s: '%s' is not a non-negative integer.", key, value);
         return option_set_u32(c, o, v);
@@ -138,6 +182,10 @@ int conf_apply_json_text(FlConfig *c, const char *text, const char *origin) {
                         if (!json_object_is_type(value, json_type_string))
                                 return log_error_errno(-EINVAL, "Key '%s' in %s must be a string.", key, origin);
                         r = option_set_string(c, o, json_object_get_string(value));
+                } else if (o->type == CONF_DOUBLE) {
+                        if (!json_object_is_type(value, json_type_double) && !json_object_is_type(value, json_type_int))
+                                return log_error_errno(-EINVAL, "Key '%s' in %s must be a number.", key, origin);
+                        r = option_set_double(c, o, json_object_get_double(value));
                 } else {
                         int64_t v;
 
@@ -175,7 +223,8 @@ void conf_help(FILE *f, ConfRole role, const char *program, const char *summary)
                         continue;
                 fprintf(f, "     --%s=%-*s %s\n", options[i].name,
                         (int) (28 - strlen(options[i].name)),
-                        options[i].type == CONF_STRING ? "STR" : "N", options[i].help);
+                        options[i].type == CONF_STRING ? "STR" : options[i].type == CONF_DOUBLE ? "X" : "N",
+                        options[i].help);
         }
         fprintf(f, "\nSee %s(8) and flcluster.conf(5).\n", program);
 }
@@ -258,6 +307,12 @@ const char *conf_state_dir(const FlConfig *c) {
                 }
         }
         return DEFAULT_STATE_DIR;
+}
+
+uint32_t conf_update_threshold(const FlConfig *c) {
+        double t = ceil((double) c->start_fl_job_threshold * c->update_model_ratio - 1e-9);
+
+        return t < 1 ? 1 : (uint32_t) t;
 }
 
 uint64_t conf_heartbeat_usec(const FlConfig *c) {

@@ -32,6 +32,23 @@ typedef struct FlConfig {
         char *state_dir;
         char *config_file_path;
         char *log_level;
+
+        /* The training job (MindSpore's names and defaults). Times are in ms. */
+        char *fl_name;
+        uint32_t fl_iteration_num;
+        uint32_t start_fl_job_threshold;
+        uint32_t start_fl_job_time_window;
+        double update_model_ratio;
+        uint32_t update_model_time_window;
+        uint32_t global_iteration_time_window;
+        uint32_t client_epoch_num;
+        uint32_t client_batch_size;
+        double client_learning_rate;
+
+        /* Servers: the model and its checkpoints, the device port's limit. */
+        char *model_path;
+        uint32_t checkpoint_keep;
+        uint32_t max_request_size_mb;
 } FlConfig;
 
 #define DEFAULT_SCHEDULER_PORT 6667
@@ -40,6 +57,10 @@ typedef struct FlConfig {
 #define DEFAULT_NODE_TIMEOUT_SEC 30
 #define DEFAULT_STATE_DIR LOCALSTATEDIR "/lib/flcluster"
 #define CONF_FILE_MAX (1024 * 1024)
+
+/* The number of accepted updates that ends an iteration:
+ * ceil(start_fl_job_threshold * update_model_ratio), at least 1. */
+uint32_t conf_update_threshold(const FlConfig *c);
 
 int conf_init(FlConfig *c);
 void conf_done(FlConfig *c);

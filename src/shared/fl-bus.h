@@ -17,6 +17,7 @@
  *
  *   property ClusterState s (emits PropertiesChanged)
  *   property ServerNum u    (emits PropertiesChanged)
+ *   property Iteration u    the current training iteration, 0 before the first
  *   signal NodeJoined(s node_id, u rank)
  *   signal NodeLeft(s node_id, u rank, s reason)
  *

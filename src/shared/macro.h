@@ -75,3 +75,8 @@ static inline int negative_errno(void) {
 #define strneq(a, b, n) (strncmp((a), (b), (n)) == 0)
 #define isempty(s) (!(s) || !(s)[0])
 #define strna(s) ((s) ?: "n/a")
+
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
+}

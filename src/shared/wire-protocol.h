@@ -25,6 +25,65 @@
  *
  * either way
  *   WIRE_ERROR         {"error":s}   what was wrong before a close.
+ *
+ * ---- Training (one iteration: architecture.md, "One iteration") ----
+ *
+ * The scheduler is the one place that counts: it admits fl_ids, counts
+ * updates, runs the time windows and decides when an iteration ends. Every
+ * request a server makes carries a "req" number of its choosing that the
+ * reply repeats; replies on one link come in request order. "state" in a
+ * reply is "ok", or "safemode" (the cluster is not ready: answer devices
+ * `The cluster is in safemode.`), or "disabled" (finished or disabled:
+ * `The server's training job is disabled or finished.`). Times are Unix
+ * milliseconds. WIRE_REGISTER also carries "peer_port":u, the TCP port the
+ * server takes all-reduce connections from its peers on, and WIRE_MEMBERS
+ * repeats it per member.
+ *
+ * server -> scheduler
+ *   WIRE_ADMIT         {"req":u, "fl_id":s, "iteration":u, "data_size":u}
+ *                      a device's startFLJob (already validated by the server).
+ *   WIRE_UPDATE        {"req":u, "fl_id":s, "iteration":u}
+ *                      a device's updateModel, validated against the model;
+ *                      the server adds it to its running sum only once the
+ *                      scheduler accepts it.
+ *   WIRE_AGGREGATE_DONE {"iteration":u, "checksum":s, "data_size":u64,
+ *                        "updates":u}
+ *                      the server holds (and has checkpointed) the new model
+ *                      of "iteration"; checksum is fl_model_checksum() in hex.
+ *
+ * scheduler -> server
+ *   WIRE_ADMIT_REPLY   {"req":u, "state":s, "retcode":u, "reason":s,
+ *                       "iteration":u, "next_req_time":u64}
+ *                      retcode is the device protocol's: SUCCEED (admitted,
+ *                      also for a repeated startFLJob of an admitted fl_id,
+ *                      which is not counted twice), OutOfTime (threshold
+ *                      reached, window closed, wrong iteration).
+ *   WIRE_UPDATE_REPLY  {"req":u, "state":s, "retcode":u, "reason":s,
+ *                       "iteration":u, "next_req_time":u64, "data_size":u}
+ *                      SUCCEED (accepted: add it; data_size is the device's
+ *                      from its startFLJob), NotSelected (not admitted in
+ *                      this iteration), RepeatRequest (already accepted),
+ *                      OutOfTime (wrong iteration, window closed).
+ *   WIRE_ITERATION     {"iteration":u, "phase":s, "abandoned":u,
+ *                       "next_req_time":u64, "job":{fl_name, fl_iteration_num,
+ *                       start_fl_job_threshold, update_model_ratio,
+ *                       client_epoch_num, client_batch_size,
+ *                       client_learning_rate, ...}}
+ *                      the current iteration and what devices may do in it:
+ *                      phase "COLLECTING" (startFLJob and updateModel open),
+ *                      "AGGREGATING" (closed: the all-reduce runs),
+ *                      "FINISHED" (the job is over; getModel still serves).
+ *                      Sent after registration and on every change.
+ *                      "abandoned" is non-zero when the iteration of that
+ *                      number ended without a new model: servers drop their
+ *                      running sums of it.
+ *   WIRE_AGGREGATE     {"iteration":u, "ring":[{"rank":u, "node_id":s,
+ *                       "address":s, "peer_port":u}, ...]}
+ *                      end the iteration: all-reduce the running sums and the
+ *                      data_size total over the ring (in this order), compute
+ *                      and checkpoint the new model, answer AGGREGATE_DONE.
+ *                      When every server has answered with the same checksum
+ *                      the scheduler commits iteration+1 (WIRE_ITERATION).
  */
 
 /* The exit status of a server the scheduler refused for good (its node id is
@@ -39,4 +98,14 @@ enum {
         WIRE_FINISH = 5,
         WIRE_FINISH_ACK = 6,
         WIRE_ERROR = 7,
+        WIRE_ADMIT = 8,
+        WIRE_ADMIT_REPLY = 9,
+        WIRE_UPDATE = 10,
+        WIRE_UPDATE_REPLY = 11,
+        WIRE_ITERATION = 12,
+        WIRE_AGGREGATE = 13,
+        WIRE_AGGREGATE_DONE = 14,
+
+        /* 32 and above: between servers (server-allreduce.c). */
+        _WIRE_PEER_FIRST = 32,
 };

@@ -514,8 +514,7 @@ class Bus:
 
     def __init__(self, t):
         self.t = t
-        self.dir = os.path.join(t.tmp, "bus")
-        os.makedirs(self.dir, exist_ok=True)
+        self.dir = tempfile.mkdtemp(prefix="bus-", dir=t.tmp)
         self.socket = os.path.join(self.dir, "bus")
         conf = os.path.join(self.dir, "system.conf")
         with open(conf, "w") as f:
@@ -575,7 +574,8 @@ class Bus:
 class Cluster:
     """A scheduler and its servers on loopback (or in network namespaces)."""
 
-    def __init__(self, t, server_num, node_timeout=10, bus=True, scheduler_ip="127.0.0.1", netns=None):
+    def __init__(self, t, server_num, node_timeout=10, bus=True, scheduler_ip="127.0.0.1", netns=None,
+                 name="sched"):
         self.t = t
         self.server_num = server_num
         self.node_timeout = node_timeout
@@ -585,7 +585,7 @@ class Cluster:
         self.scheduler = None
         self.scheduler_port = None
         self.manage_port = None
-        self.sched_state_dir = os.path.join(t.tmp, "sched")
+        self.sched_state_dir = os.path.join(t.tmp, name)
         self.sched_extra = []
         self.servers = []
 

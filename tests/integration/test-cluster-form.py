@@ -208,6 +208,8 @@ def main(t):
     rc, out, err = c.flctl("nodes", url=True)
     t.check(rc == 1 and err.strip(), "flctl nodes --url to the stopped scheduler exits 1 with a message",
             (rc, out, err))
+    rc, out, err = c.flctl("state", env={"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=%s/no-such-bus" % t.tmp})
+    t.check(rc == 1 and err.strip(), "flctl state with no system bus at all exits 1 with a message", (rc, out, err))
 
 
 harness.run_test("cluster-form", main, timeout=150)

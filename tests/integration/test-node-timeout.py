@@ -7,6 +7,7 @@ rank back and the cluster is READY again. A new node id does not take the
 dead node's rank."""
 
 import os
+import signal
 import sys
 import time
 
@@ -78,6 +79,22 @@ def main(t):
             os.listdir(dir_b) if os.path.isdir(dir_b) else "no state directory")
     time.sleep(NODE_TIMEOUT + 1)
     t.check(c.state() == "CLUSTER_READY", "after node_timeout+1s of heartbeats the cluster is still READY", c.state())
+
+    # ---- 0: a server that stays connected but falls silent (SIGSTOP): only heartbeats tell
+    t0 = time.monotonic()
+    b.signal_group(signal.SIGSTOP)
+    ok = c.wait_state("NODE_TIMEOUT", DETECT_MAX)
+    t.check(ok, "SIGSTOP B (connected, silent): /state becomes NODE_TIMEOUT within %ds (took %.1fs)"
+            % (DETECT_MAX, time.monotonic() - t0), c.state())
+    n = c.node(id_b)
+    t.check(n is not None and n.get("alive") is False, "SIGSTOP B: /nodes shows B alive false", n)
+    b.signal_group(signal.SIGCONT)
+    t0 = time.monotonic()
+    ok = c.wait_ready(10)
+    t.check(ok, "SIGCONT B: it comes back by itself and the cluster is READY within 10s (took %.1fs)"
+            % (time.monotonic() - t0), c.state())
+    t.check(harness.ranks_by_id(c.nodes()) == ranks and all(n.get("alive") is True for n in c.nodes() or []),
+            "SIGCONT B: both nodes alive with their ranks", c.nodes())
 
     # ---- 1: SIGKILL, timeout, restart with the same --node_id
     kill_and_expect_timeout(t, c, a, "itest-node-a", id_b, "kill A")

@@ -7,13 +7,14 @@ not re-assigned in reconnection order); the cluster is READY again and
 `flctl finish` still stops everyone."""
 
 import os
+import signal
 import sys
 import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import wait_until  # noqa: E402
+from harness import WIRE_REGISTER, WIRE_REGISTER_REPLY, connect, read_frame, wait_until, wire_frame  # noqa: E402
 
 NODE_TIMEOUT = 5
 RECONNECT_MAX = 30      # back-off included
@@ -58,6 +59,20 @@ def main(t):
     t.check(state_files, "the scheduler keeps files in its --state_dir", c.sched_state_dir)
     t.check(sqlite_wal_files(c.sched_state_dir), "its state directory holds an SQLite database in WAL mode",
             state_files)
+
+    # ---- 0: the scheduler freezes (SIGSTOP) for 2 x node_timeout, then thaws
+    c.scheduler.signal_group(signal.SIGSTOP)
+    time.sleep(2 * NODE_TIMEOUT)
+    t.check(all(s.running() for s in servers), "freeze: the servers keep running while the scheduler is silent",
+            [s.poll() for s in servers])
+    c.scheduler.signal_group(signal.SIGCONT)
+    t0 = time.monotonic()
+    ok = c.wait_ready(RECONNECT_MAX)
+    t.check(ok, "freeze: after SIGCONT the cluster is READY within %ds (took %.1fs)"
+            % (RECONNECT_MAX, time.monotonic() - t0), c.state())
+    nodes = c.nodes() or []
+    t.check(harness.ranks_by_id(nodes) == ranks and all(n.get("alive") is True for n in nodes),
+            "freeze: same node ids and ranks, all alive", nodes)
 
     # ---- 1: scheduler killed and restarted; every server survives
     kill_scheduler(t, c, "restart 1")
@@ -104,6 +119,27 @@ def main(t):
     nodes = c.nodes() or []
     t.check(harness.ranks_by_id(nodes) == ranks and all(n.get("alive") is True for n in nodes),
             "restart 2: all node ids with their original ranks, alive", nodes)
+
+    # ---- 3: a registration is durable before it is answered: SIGKILL right after REGISTER_REPLY
+    c2 = harness.Cluster(t, server_num=3, node_timeout=NODE_TIMEOUT, name="sched-durable")
+    c2.start_scheduler()
+    answered = {}
+    for i in range(3):
+        node_id = "durable-%d" % i
+        s = connect("127.0.0.1", c2.scheduler_port)
+        s.sendall(wire_frame(WIRE_REGISTER, {"node_id": node_id, "role": "SERVER", "address": "127.0.0.1",
+                                             "fl_server_port": 40000 + i, "pid": os.getpid(), "server_num": 3}))
+        f = read_frame(s, 5)
+        c2.scheduler.kill9()
+        s.close()
+        ok = f is not None and f[0] == WIRE_REGISTER_REPLY and isinstance(f[1], dict) and f[1].get("ok") is True
+        t.check(ok, "durable: %s is answered ok (then the scheduler is killed at once)" % node_id, f)
+        if ok:
+            answered[node_id] = str(f[1].get("rank"))
+        c2.restart_scheduler()
+        got = harness.ranks_by_id(c2.nodes())
+        t.check(all(got.get(k) == v for k, v in answered.items()),
+                "durable: after the restart /nodes has every answered registration with its rank %s" % answered, got)
 
     # ---- the reconnected servers obey the restarted scheduler
     rc, out, err = c.flctl("finish", timeout=30)

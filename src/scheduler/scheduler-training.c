@@ -1,0 +1,389 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "conn.h"
+#include "fl-messages.h"
+#include "json-util.h"
+#include "log.h"
+#include "scheduler-manager.h"
+#include "store.h"
+#include "wire-protocol.h"
+
+/* The training job on the scheduler: admissions and updates asked for by the
+ * servers, the iteration's windows, and the aggregation that ends it. The
+ * counting rules are in scheduler-iteration.c; this file wires them to the
+ * links, the timers and the database. */
+
+#define AGGREGATE_TIMEOUT_USEC (120 * USEC_PER_SEC)
+
+static void log_iteration(int level, uint32_t iteration, const char *format, ...) _printf_(3, 4);
+static void log_iteration(int level, uint32_t iteration, const char *format, ...) {
+        char field[48], msg[512];
+        va_list ap;
+
+        va_start(ap, format);
+        vsnprintf(msg, sizeof msg, format, ap);
+        va_end(ap);
+        snprintf(field, sizeof field, "FL_ITERATION=%u", iteration);
+        log_struct(level, FIELDS(field), "%s", msg);
+}
+
+static int training_save(Manager *m) {
+        char buf[16];
+        int r;
+
+        snprintf(buf, sizeof buf, "%u", m->iteration.number);
+        r = store_meta_set(m->db, "iteration", buf);
+        if (r >= 0)
+                r = store_meta_set(m->db, "iteration_phase", iteration_phase_to_string(m->iteration.phase));
+        if (r < 0)
+                return log_error_errno(r, "Failed to store iteration %u in %s: %m", m->iteration.number, m->db_path);
+        return 0;
+}
+
+static void training_arm_timer(Manager *m) {
+        uint64_t deadline = iteration_next_deadline(&m->iteration);
+
+        if (m->iteration.number == 0 || deadline == UINT64_MAX) {
+                (void) sd_event_source_set_enabled(m->iteration_timer, SD_EVENT_OFF);
+                return;
+        }
+        (void) sd_event_source_set_time(m->iteration_timer, deadline * USEC_PER_MSEC);
+        (void) sd_event_source_set_enabled(m->iteration_timer, SD_EVENT_ONESHOT);
+}
+
+static json_object *iteration_json(Manager *m, uint32_t abandoned) {
+        json_object *o = json_object_new_object();
+        uint64_t now = now_msec_realtime();
+
+        json_object_object_add(o, "iteration", json_object_new_int64(m->iteration.number));
+        json_object_object_add(o, "phase", json_object_new_string(iteration_phase_to_string(m->iteration.phase)));
+        json_object_object_add(o, "abandoned", json_object_new_int64(abandoned));
+        json_object_object_add(o, "next_req_time",
+                               json_object_new_int64((int64_t) iteration_next_req_time(&m->iteration, &m->job, now)));
+        json_object_object_add(o, "job", job_to_json(&m->job));
+        return o;
+}
+
+static void training_broadcast(Manager *m, Link *only, uint32_t abandoned) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+
+        if (m->iteration.number == 0)
+                return;  /* not started: servers answer safemode until the cluster is READY */
+        o = iteration_json(m, abandoned);
+        for (Link *l = m->links; l; l = l->next)
+                if (l->node && (!only || l == only))
+                        (void) conn_send_json(l->conn, WIRE_ITERATION, o);
+}
+
+void training_send_iteration(Manager *m, Link *only) {
+        training_broadcast(m, only, 0);
+}
+
+static void training_ring_clear(Manager *m) {
+        m->ring = mfree(m->ring);
+        m->n_ring = 0;
+        m->ring_checksum[0] = '\0';
+        (void) sd_event_source_set_enabled(m->aggregate_timer, SD_EVENT_OFF);
+}
+
+/* Starts iteration `number`, or ends the job after the last one. */
+static void training_next(Manager *m, uint32_t abandoned) {
+        uint32_t done = m->iteration.number;
+
+        training_ring_clear(m);
+        if (done >= m->job.fl_iteration_num) {
+                iteration_finish_job(&m->iteration);
+                log_iteration(LOG_NOTICE, done, "The training job %s finished after %u iterations.",
+                              m->job.fl_name, done);
+        } else
+                iteration_begin(&m->iteration, &m->job, done + 1, now_msec_realtime());
+
+        (void) training_save(m);
+        training_arm_timer(m);
+        training_broadcast(m, NULL, abandoned);
+        manager_bus_emit_state(m);
+}
+
+static void training_abandon(Manager *m, const char *reason) {
+        uint32_t n = m->iteration.number;
+
+        log_iteration(LOG_WARNING, n, "Iteration %u abandoned, the model is unchanged: %s.", n, reason);
+        training_next(m, n);
+}
+
+static int training_on_iteration_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        char buf[160];
+        const char *reason;
+
+        reason = iteration_expired(&m->iteration, &m->job, now_msec_realtime(), buf, sizeof buf);
+        if (reason)
+                training_abandon(m, reason);
+        else
+                training_arm_timer(m);
+        return 0;
+}
+
+static int training_on_aggregate_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        training_abandon(m, "the servers did not finish the aggregation in time");
+        return 0;
+}
+
+int training_setup(Manager *m) {
+        _cleanup_free_ char *number = NULL, *phase = NULL;
+        uint32_t n = 0;
+        int r;
+
+        r = job_from_config(&m->job, m->config);
+        if (r < 0)
+                return log_error_errno(r, "Invalid fl_name: %m");
+        iteration_init(&m->iteration);
+
+        r = sd_event_add_time(m->event, &m->iteration_timer, CLOCK_REALTIME, UINT64_MAX, 0,
+                              training_on_iteration_timer, m);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_enabled(m->iteration_timer, SD_EVENT_OFF);
+        r = sd_event_add_time(m->event, &m->aggregate_timer, CLOCK_MONOTONIC, UINT64_MAX, 0,
+                              training_on_aggregate_timer, m);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_enabled(m->aggregate_timer, SD_EVENT_OFF);
+
+        /* A restarted scheduler resumes at its iteration. Admissions of an unfinished
+         * iteration are not kept yet: it starts over with fresh windows. */
+        r = store_meta_get(m->db, "iteration", &number);
+        if (r >= 0)
+                r = store_meta_get(m->db, "iteration_phase", &phase);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the iteration from %s: %m", m->db_path);
+        if (!number || safe_atou32(number, &n) < 0 || n == 0)
+                return 0;
+
+        if (iteration_phase_from_string(phase) == ITERATION_FINISHED) {
+                m->iteration.number = n;
+                iteration_finish_job(&m->iteration);
+                log_notice("The training job %s already finished (iteration %u).", m->job.fl_name, n);
+        } else {
+                iteration_begin(&m->iteration, &m->job, n, now_msec_realtime());
+                log_notice("Resuming the training job %s at iteration %u.", m->job.fl_name, n);
+        }
+        training_arm_timer(m);
+        return 0;
+}
+
+void training_done(Manager *m) {
+        iteration_done(&m->iteration);
+        m->ring = mfree(m->ring);
+        m->iteration_timer = sd_event_source_disable_unref(m->iteration_timer);
+        m->aggregate_timer = sd_event_source_disable_unref(m->aggregate_timer);
+}
+
+void training_on_state(Manager *m) {
+        if (m->state != CLUSTER_READY || m->iteration.number != 0)
+                return;
+        iteration_begin(&m->iteration, &m->job, 1, now_msec_realtime());
+        log_iteration(LOG_NOTICE, 1, "The training job %s starts: %u iterations, %u devices per iteration, %u updates end one.",
+                      m->job.fl_name, m->job.fl_iteration_num, m->job.start_fl_job_threshold,
+                      job_update_threshold(&m->job));
+        (void) training_save(m);
+        training_arm_timer(m);
+        training_broadcast(m, NULL, 0);
+}
+
+/* ---- requests from the servers ---- */
+
+static const char *training_gate(Manager *m) {
+        if (m->iteration.phase == ITERATION_FINISHED && m->iteration.number > 0)
+                return "disabled";
+        if (m->state != CLUSTER_READY || m->iteration.number == 0)
+                return "safemode";
+        return "ok";
+}
+
+static int training_reply(Link *l, uint8_t type, uint32_t req, const char *state, const Verdict *v,
+                          uint32_t iteration, bool with_data_size) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "req", json_object_new_int64(req));
+        json_object_object_add(o, "state", json_object_new_string(state));
+        json_object_object_add(o, "retcode", json_object_new_int64(v->retcode));
+        json_object_object_add(o, "reason", json_object_new_string(v->reason));
+        json_object_object_add(o, "iteration", json_object_new_int64(iteration));
+        json_object_object_add(o, "next_req_time", json_object_new_int64((int64_t) v->next_req_time));
+        if (with_data_size)
+                json_object_object_add(o, "data_size", json_object_new_int64(v->data_size));
+        return conn_send_json(l->conn, type, o);
+}
+
+int training_handle_admit(Manager *m, Link *l, json_object *msg) {
+        const char *fl_id, *state;
+        uint32_t req, data_size;
+        Verdict v = {};
+        int r;
+
+        if (json_get_u32(msg, "req", &req) < 0 || json_get_string(msg, "fl_id", &fl_id) < 0 ||
+            json_get_u32(msg, "data_size", &data_size) < 0)
+                return log_warning_errno(-EBADMSG, "Malformed ADMIT from rank %u, disconnecting.", l->node->rank);
+
+        state = training_gate(m);
+        if (streq(state, "ok")) {
+                r = iteration_admit(&m->iteration, &m->job, fl_id, data_size, now_msec_realtime(), &v);
+                if (r == -EINVAL) {
+                        v.retcode = FL_REQUEST_ERROR;
+                        snprintf(v.reason, sizeof v.reason, "The fl_id is empty, too long or not printable.");
+                } else if (r < 0)
+                        return log_error_errno(r, "Failed to admit a device: %m");
+                else if (v.retcode == FL_SUCCEED)
+                        log_debug("Iteration %u: device %s admitted via rank %u (%zu of %u).", m->iteration.number,
+                                  fl_id, l->node->rank, m->iteration.admissions.n_entries,
+                                  m->job.start_fl_job_threshold);
+        }
+        return training_reply(l, WIRE_ADMIT_REPLY, req, state, &v, m->iteration.number, false);
+}
+
+static void training_aggregate_begin(Manager *m) {
+        _cleanup_(json_object_putp) json_object *msg = json_object_new_object();
+        json_object *ring = json_object_new_array();
+        Node *const *nodes = registry_sorted(&m->registry);
+        uint32_t n = m->iteration.number;
+
+        training_ring_clear(m);
+        m->ring = calloc(m->registry.n_nodes, sizeof *m->ring);
+        if (!m->ring) {
+                log_oom();
+                training_abandon(m, "out of memory");
+                return;
+        }
+        for (size_t i = 0; i < m->registry.n_nodes; i++) {
+                const Node *node = nodes[i];
+                json_object *o;
+
+                if (!node->link || !node->alive || node->peer_port == 0)
+                        continue;
+                o = json_object_new_object();
+                json_object_object_add(o, "rank", json_object_new_int64(node->rank));
+                json_object_object_add(o, "node_id", json_object_new_string(node->node_id));
+                json_object_object_add(o, "address", json_object_new_string(node->address));
+                json_object_object_add(o, "peer_port", json_object_new_int64(node->peer_port));
+                json_object_array_add(ring, o);
+                strcpy(m->ring[m->n_ring].node_id, node->node_id);
+                m->ring[m->n_ring++].rank = node->rank;
+        }
+        json_object_object_add(msg, "iteration", json_object_new_int64(n));
+        json_object_object_add(msg, "ring", ring);
+
+        if (m->n_ring == 0) {
+                training_abandon(m, "no server is left to aggregate");
+                return;
+        }
+
+        m->iteration.phase = ITERATION_AGGREGATING;
+        (void) training_save(m);
+        training_arm_timer(m);
+        training_broadcast(m, NULL, 0);
+        log_iteration(LOG_INFO, n, "Iteration %u: %u updates (data_size %" PRIu64 ") are in; %zu servers aggregate.",
+                      n, m->iteration.n_updated, m->iteration.data_size_updated, m->n_ring);
+
+        for (Link *l = m->links; l; l = l->next)
+                for (size_t i = 0; l->node && i < m->n_ring; i++)
+                        if (streq(m->ring[i].node_id, l->node->node_id))
+                                (void) conn_send_json(l->conn, WIRE_AGGREGATE, msg);
+
+        (void) sd_event_source_set_time_relative(m->aggregate_timer, AGGREGATE_TIMEOUT_USEC);
+        (void) sd_event_source_set_enabled(m->aggregate_timer, SD_EVENT_ONESHOT);
+}
+
+int training_handle_update(Manager *m, Link *l, json_object *msg) {
+        const char *fl_id, *state;
+        uint32_t req, iteration;
+        Verdict v = {};
+        int r;
+
+        if (json_get_u32(msg, "req", &req) < 0 || json_get_string(msg, "fl_id", &fl_id) < 0 ||
+            json_get_u32(msg, "iteration", &iteration) < 0)
+                return log_warning_errno(-EBADMSG, "Malformed UPDATE from rank %u, disconnecting.", l->node->rank);
+
+        state = training_gate(m);
+        if (streq(state, "ok")) {
+                r = iteration_update(&m->iteration, &m->job, fl_id, iteration, now_msec_realtime(), &v);
+                if (r == -EINVAL) {
+                        v.retcode = FL_REQUEST_ERROR;
+                        snprintf(v.reason, sizeof v.reason, "The fl_id is empty, too long or not printable.");
+                } else if (r < 0)
+                        return log_error_errno(r, "Failed to count an update: %m");
+        }
+        r = training_reply(l, WIRE_UPDATE_REPLY, req, state, &v, m->iteration.number, true);
+        if (r < 0)
+                return r;
+
+        /* After the reply: the server adds the update before it reads the AGGREGATE. */
+        if (v.retcode == FL_SUCCEED && iteration_ready_to_aggregate(&m->iteration, &m->job))
+                training_aggregate_begin(m);
+        return 0;
+}
+
+static RingEntry *ring_find(Manager *m, const char *node_id) {
+        for (size_t i = 0; i < m->n_ring; i++)
+                if (streq(m->ring[i].node_id, node_id))
+                        return &m->ring[i];
+        return NULL;
+}
+
+int training_handle_aggregate_done(Manager *m, Link *l, json_object *msg) {
+        const char *checksum;
+        uint32_t iteration, updates = 0;
+        RingEntry *e;
+        char reason[256];
+
+        if (json_get_u32(msg, "iteration", &iteration) < 0 || json_get_string(msg, "checksum", &checksum) < 0 ||
+            strlen(checksum) >= sizeof m->ring_checksum)
+                return log_warning_errno(-EBADMSG, "Malformed AGGREGATE_DONE from rank %u, disconnecting.",
+                                         l->node->rank);
+        (void) json_get_u32(msg, "updates", &updates);
+
+        if (m->iteration.phase != ITERATION_AGGREGATING || iteration != m->iteration.number) {
+                log_debug("Late AGGREGATE_DONE for iteration %u from rank %u, ignoring.", iteration, l->node->rank);
+                return 0;
+        }
+        e = ring_find(m, l->node->node_id);
+        if (!e || e->done)
+                return 0;
+
+        if (isempty(m->ring_checksum))
+                strcpy(m->ring_checksum, checksum);
+        else if (!streq(m->ring_checksum, checksum)) {
+                snprintf(reason, sizeof reason, "rank %u computed model %s, others %s", l->node->rank, checksum,
+                         m->ring_checksum);
+                training_abandon(m, reason);
+                return 0;
+        }
+        e->done = true;
+
+        for (size_t i = 0; i < m->n_ring; i++)
+                if (!m->ring[i].done)
+                        return 0;
+
+        log_iteration(LOG_NOTICE, iteration, "Iteration %u finished: %u updates, data_size %" PRIu64 ", model %s.",
+                      iteration, m->iteration.n_updated, m->iteration.data_size_updated, m->ring_checksum);
+        training_next(m, 0);
+        return 0;
+}
+
+void training_on_node_lost(Manager *m, Node *n) {
+        RingEntry *e;
+        char reason[160];
+
+        if (m->iteration.phase != ITERATION_AGGREGATING)
+                return;
+        e = ring_find(m, n->node_id);
+        if (!e || e->done)
+                return;
+        snprintf(reason, sizeof reason, "server rank %u left during the aggregation", n->rank);
+        training_abandon(m, reason);
+}

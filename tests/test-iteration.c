@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "fl-messages.h"
+#include "scheduler-iteration.h"
+
+static Job test_job(uint32_t threshold, double ratio) {
+        return (Job) {
+                .fl_name = "Lenet",
+                .fl_iteration_num = 5,
+                .start_fl_job_threshold = threshold,
+                .start_fl_job_time_window = 1000,
+                .update_model_ratio = ratio,
+                .update_model_time_window = 2000,
+                .global_iteration_time_window = 10000,
+                .client_epoch_num = 1,
+                .client_batch_size = 32,
+                .client_learning_rate = 0.01,
+        };
+}
+
+static void test_admission_threshold_and_repeats(void **state) {
+        Job job = test_job(3, 1.0);
+        Iteration it;
+        Verdict v;
+
+        iteration_init(&it);
+        iteration_begin(&it, &job, 1, 100000);
+
+        assert_int_equal(iteration_admit(&it, &job, "a", 10, 100001, &v), 0);
+        assert_int_equal(v.retcode, FL_SUCCEED);
+        assert_int_equal(iteration_admit(&it, &job, "b", 20, 100002, &v), 0);
+        /* The same device again: answered, not counted twice. */
+        assert_int_equal(iteration_admit(&it, &job, "a", 10, 100003, &v), 0);
+        assert_int_equal(v.retcode, FL_SUCCEED);
+        assert_int_equal(it.admissions.n_entries, 2);
+        assert_int_equal(it.update_deadline_ms, 0);
+
+        assert_int_equal(iteration_admit(&it, &job, "c", 30, 100004, &v), 0);
+        assert_int_equal(v.retcode, FL_SUCCEED);
+        assert_int_equal(it.update_deadline_ms, 100004 + 2000);
+
+        /* Past the threshold: out of time, told to come back after the windows. */
+        assert_int_equal(iteration_admit(&it, &job, "d", 40, 100005, &v), 0);
+        assert_int_equal(v.retcode, FL_OUT_OF_TIME);
+        assert_int_equal(v.next_req_time, 100004 + 2000);
+
+        assert_int_equal(iteration_admit(&it, &job, "", 40, 100005, &v), -EINVAL);
+        assert_int_equal(iteration_admit(&it, &job, "tab\there", 40, 100005, &v), -EINVAL);
+        iteration_done(&it);
+}
+
+static void test_updates(void **state) {
+        Job job = test_job(4, 0.5);    /* two updates end the iteration */
+        Iteration it;
+        Verdict v;
+
+        iteration_init(&it);
+        iteration_begin(&it, &job, 3, 0);
+        for (const char *const *id = (const char *const[]) { "a", "b", "c", NULL }; *id; id++)
+                assert_int_equal(iteration_admit(&it, &job, *id, 100, 1, &v), 0);
+
+        assert_int_equal(iteration_update(&it, &job, "zz", 3, 2, &v), 0);
+        assert_int_equal(v.retcode, FL_NOT_SELECTED);
+        assert_int_equal(iteration_update(&it, &job, "a", 2, 2, &v), 0);
+        assert_int_equal(v.retcode, FL_OUT_OF_TIME);       /* wrong iteration */
+
+        assert_int_equal(iteration_update(&it, &job, "a", 3, 2, &v), 0);
+        assert_int_equal(v.retcode, FL_SUCCEED);
+        assert_int_equal(v.data_size, 100);
+        assert_int_equal(iteration_update(&it, &job, "a", 3, 3, &v), 0);
+        assert_int_equal(v.retcode, FL_REPEAT_REQUEST);
+        assert_false(iteration_ready_to_aggregate(&it, &job));
+
+        assert_int_equal(iteration_update(&it, &job, "b", 3, 4, &v), 0);
+        assert_int_equal(v.retcode, FL_SUCCEED);
+        assert_int_equal(it.n_updated, 2);
+        assert_int_equal(it.data_size_updated, 200);
+        assert_true(iteration_ready_to_aggregate(&it, &job));
+        iteration_done(&it);
+}
+
+static void test_windows(void **state) {
+        Job job = test_job(2, 1.0);
+        Iteration it;
+        Verdict v;
+        char buf[160];
+
+        iteration_init(&it);
+
+        /* Nobody comes: the startFLJob window abandons the iteration. */
+        iteration_begin(&it, &job, 1, 0);
+        assert_int_equal(iteration_next_deadline(&it), 1000);
+        assert_null(iteration_expired(&it, &job, 999, buf, sizeof buf));
+        assert_non_null(iteration_expired(&it, &job, 1000, buf, sizeof buf));
+        assert_non_null(strstr(buf, "start_fl_job_time_window"));
+        assert_int_equal(iteration_admit(&it, &job, "late", 1, 1000, &v), 0);
+        assert_int_equal(v.retcode, FL_OUT_OF_TIME);
+
+        /* Admitted but the updates do not come: the updateModel window does. */
+        iteration_begin(&it, &job, 2, 5000);
+        assert_int_equal(iteration_admit(&it, &job, "a", 1, 5100, &v), 0);
+        assert_int_equal(iteration_admit(&it, &job, "b", 1, 5200, &v), 0);
+        assert_int_equal(iteration_next_deadline(&it), 7200);
+        assert_null(iteration_expired(&it, &job, 7000, buf, sizeof buf));   /* start window over, threshold met */
+        assert_int_equal(iteration_update(&it, &job, "a", 2, 7100, &v), 0);
+        assert_int_equal(v.retcode, FL_SUCCEED);
+        assert_non_null(iteration_expired(&it, &job, 7200, buf, sizeof buf));
+        assert_non_null(strstr(buf, "1 of 2 updates"));
+        assert_int_equal(iteration_update(&it, &job, "b", 2, 7200, &v), 0);
+        assert_int_equal(v.retcode, FL_OUT_OF_TIME);
+
+        /* The global window caps everything, aggregation included. */
+        iteration_begin(&it, &job, 3, 20000);
+        it.phase = ITERATION_AGGREGATING;
+        assert_int_equal(iteration_next_deadline(&it), 30000);
+        assert_null(iteration_expired(&it, &job, 29999, buf, sizeof buf));
+        assert_non_null(iteration_expired(&it, &job, 30000, buf, sizeof buf));
+        assert_int_equal(iteration_admit(&it, &job, "x", 1, 20001, &v), 0);
+        assert_int_equal(v.retcode, FL_OUT_OF_TIME);
+
+        iteration_finish_job(&it);
+        assert_int_equal(iteration_next_deadline(&it), UINT64_MAX);
+        assert_null(iteration_expired(&it, &job, UINT64_MAX - 1, buf, sizeof buf));
+        iteration_done(&it);
+}
+
+static void test_many_devices(void **state) {
+        Job job = test_job(100000, 1.0);
+        Iteration it;
+        Verdict v;
+        char id[32];
+
+        iteration_init(&it);
+        iteration_begin(&it, &job, 1, 0);
+        for (unsigned i = 0; i < 100000; i++) {
+                snprintf(id, sizeof id, "device-%u", i);
+                assert_int_equal(iteration_admit(&it, &job, id, 1, 1, &v), 0);
+                assert_int_equal(v.retcode, FL_SUCCEED);
+        }
+        assert_int_equal(it.admissions.n_entries, 100000);
+        for (unsigned i = 0; i < 100000; i += 7) {
+                snprintf(id, sizeof id, "device-%u", i);
+                assert_non_null(admissions_find(&it.admissions, id));
+        }
+        assert_null(admissions_find(&it.admissions, "device-100000"));
+        iteration_done(&it);
+}
+
+static void test_update_threshold(void **state) {
+        Job job = test_job(8, 1.0);
+
+        assert_int_equal(job_update_threshold(&job), 8);
+        job.update_model_ratio = 0.5;
+        assert_int_equal(job_update_threshold(&job), 4);
+        job.update_model_ratio = 0.01;
+        assert_int_equal(job_update_threshold(&job), 1);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_admission_threshold_and_repeats),
+                cmocka_unit_test(test_updates),
+                cmocka_unit_test(test_windows),
+                cmocka_unit_test(test_many_devices),
+                cmocka_unit_test(test_update_threshold),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
