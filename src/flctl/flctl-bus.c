@@ -5,6 +5,7 @@
 #include "fl-bus.h"
 #include "flctl-backend.h"
 #include "log.h"
+#include "util.h"
 
 #define BUS_WHERE FL_BUS_NAME " on the system bus"
 
@@ -36,7 +37,8 @@ static bool bus_error_is_unreachable(const sd_bus_error *error, int r) {
 
 /* Refusals (org.flcluster.Error.*) carry the REST error_message text and are
  * printed as they are; anything else gets said which step failed. */
-static int log_bus_call_error(const char *member, uint64_t timeout_usec, const sd_bus_error *error, int r) {
+static int log_bus_call_error(const char *member, uint64_t timeout_usec, uint64_t elapsed_usec,
+                              const sd_bus_error *error, int r) {
         _cleanup_free_ char *message = NULL;
 
         if (sd_bus_error_is_set(error) && error->message)
@@ -48,6 +50,10 @@ static int log_bus_call_error(const char *member, uint64_t timeout_usec, const s
 
         if (sd_bus_error_is_set(error) && strneq(error->name, FL_BUS_ERROR_PREFIX, strlen(FL_BUS_ERROR_PREFIX)))
                 return log_error_errno(r, "%s", message);
+        /* The bus answers NoReply both when the time is up and when the scheduler
+         * went away before answering: only the clock tells them apart. */
+        if (sd_bus_error_has_name(error, SD_BUS_ERROR_NO_REPLY) && elapsed_usec < timeout_usec)
+                return log_error_errno(r, "The scheduler at %s exited before it answered %s.", BUS_WHERE, member);
         if (r == -ETIMEDOUT || sd_bus_error_has_name(error, SD_BUS_ERROR_TIMEOUT))
                 return log_error_errno(r, "The scheduler at %s did not answer %s within %.3g s (see --timeout).",
                                        BUS_WHERE, member, (double) timeout_usec / (double) USEC_PER_SEC);
@@ -61,6 +67,7 @@ static int log_bus_call_error(const char *member, uint64_t timeout_usec, const s
 
 static int bus_call(BusBackend *b, const char *member, sd_bus_message **ret) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t start;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;
 
@@ -72,9 +79,11 @@ static int bus_call(BusBackend *b, const char *member, sd_bus_message **ret) {
         r = sd_bus_message_set_auto_start(m, false);
         if (r < 0)
                 return log_error_errno(r, "Failed to prepare the %s call: %m", member);
+        start = now_usec(CLOCK_MONOTONIC);
         r = sd_bus_call(b->bus, m, b->backend.timeout_usec, &error, ret);
         if (r < 0)
-                return log_bus_call_error(member, b->backend.timeout_usec, &error, r);
+                return log_bus_call_error(member, b->backend.timeout_usec, now_usec(CLOCK_MONOTONIC) - start,
+                                          &error, r);
         return 0;
 }
 

@@ -50,6 +50,14 @@ static int bus_finish(sd_bus_message *call, void *userdata, sd_bus_error *error)
         m->finish_calls = a;
         m->finish_calls[m->n_finish_calls++] = sd_bus_message_ref(call);
 
+        /* Already done and on the way out: answer with what was stopped. */
+        if (manager_finish_answered(m)) {
+                m->n_finish_calls--;
+                sd_bus_message_unref(call);
+                r = manager_bus_finish_reply(m, call);
+                return r < 0 ? r : 1;
+        }
+
         r = manager_finish_begin(m);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Failed to finish the cluster: %m");

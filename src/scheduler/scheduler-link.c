@@ -203,8 +203,12 @@ static void link_on_close(Conn *c, int error, void *userdata) {
 
         if (n) {
                 training_on_node_lost(m, n);
-                if (m->finishing)
+                if (m->finishing && error == 0)
+                        /* Closed in order without its ack in our hands: it stopped. */
                         manager_finish_node_stopped(m, n, n->pid);
+                else if (m->finishing)
+                        log_warning_errno(error, "Server rank %u (node %s, pid %u) did not stop in order (%m); not counted as stopped.",
+                                          n->rank, n->node_id, n->pid);
                 else if (error < 0)
                         log_warning_errno(error, "Lost server rank %u (node %s): %m. It is declared dead after %us unless it returns.",
                                           n->rank, n->node_id, m->config->node_timeout);
@@ -215,6 +219,7 @@ static void link_on_close(Conn *c, int error, void *userdata) {
                 log_debug_errno(error, "Connection from %s closed: %m", conn_peer(c));
 
         link_free(l);
+        manager_finish_check(m);
 }
 
 static int link_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <stdio.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
@@ -26,6 +28,7 @@ int manager_new(Manager **ret, const FlConfig *config) {
                 return -ENOMEM;
         m->config = config;
         m->listen_fd = -EBADF;
+        m->lock_fd = -EBADF;
         m->state = CLUSTER_STARTING;
         registry_init(&m->registry, config->server_num);
 
@@ -53,6 +56,7 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->exit_timer);
         sd_event_source_disable_unref(m->finish_timer);
         safe_close(m->listen_fd);
+        safe_close(m->lock_fd);
         sd_bus_flush_close_unref(m->bus);
         registry_done(&m->registry);
         if (m->db)
@@ -246,7 +250,13 @@ static void manager_finish_complete(Manager *m) {
                 (void) sd_event_exit(m->event, 0);
 }
 
-static void manager_finish_check(Manager *m) {
+bool manager_finish_answered(const Manager *m) {
+        return m->exit_timer;
+}
+
+void manager_finish_check(Manager *m) {
+        if (!m->finishing)
+                return;
         for (Link *l = m->links; l; l = l->next)
                 if (l->node)
                         return;  /* still waiting for it */
@@ -348,6 +358,23 @@ static int manager_load(Manager *m) {
         return scheduler_store_save_cluster(m->db, m->state, m->registry.server_num);
 }
 
+/* Two schedulers on one database would each believe they own the cluster. */
+static int manager_lock_state_dir(Manager *m, const char *dir) {
+        _cleanup_free_ char *path = NULL;
+
+        if (asprintf(&path, "%s/scheduler.lock", dir) < 0)
+                return log_oom();
+        m->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+        if (m->lock_fd < 0)
+                return log_error_errno(-errno, "Failed to open %s: %m", path);
+        if (flock(m->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno == EWOULDBLOCK)
+                        return log_error_errno(-EBUSY, "Another fl-schedulerd is using the state directory %s; refusing to start.", dir);
+                return log_error_errno(-errno, "Failed to lock %s: %m", path);
+        }
+        return 0;
+}
+
 static int manager_on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Manager *m = userdata;
 
@@ -363,6 +390,9 @@ int manager_start(Manager *m) {
         r = mkdir_p(dir, 0755);
         if (r < 0)
                 return log_error_errno(r, "Failed to create the state directory %s: %m", dir);
+        r = manager_lock_state_dir(m, dir);
+        if (r < 0)
+                return r;
         if (asprintf(&m->db_path, "%s/scheduler.db", dir) < 0)
                 return log_oom();
         r = scheduler_store_open(&m->db, m->db_path);

@@ -34,6 +34,7 @@ typedef struct Manager {
         sd_event_source *exit_timer;
         sqlite3 *db;
         char *db_path;
+        int lock_fd;            /* one scheduler per state directory */
 
         Registry registry;
         ClusterState state;
@@ -78,6 +79,10 @@ void manager_send_members(Manager *m, Link *only);
  * then answers and exits. */
 int manager_finish_begin(Manager *m);
 void manager_finish_node_stopped(Manager *m, Node *n, uint32_t pid);
+/* True once a finish has been answered and the scheduler is about to exit. */
+bool manager_finish_answered(const Manager *m);
+/* Answers the finish once no registered server is left to wait for. */
+void manager_finish_check(Manager *m);
 json_object *manager_nodes_json(Manager *m);
 
 /* scheduler-training.c */

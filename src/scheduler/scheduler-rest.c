@@ -70,6 +70,9 @@ static int rest_post_finish(HttpRequest *req, void *userdata) {
                 return http_reply_error(req, 500, "Out of memory.");
         m->finish_requests = a;
 
+        if (manager_finish_answered(m))
+                return manager_rest_finish_reply(m, req);
+
         r = http_defer(req);
         if (r < 0)
                 return http_reply_error(req, 500, "Failed to defer the answer: %s.", strerror(-r));

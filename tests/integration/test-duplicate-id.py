@@ -67,6 +67,7 @@ def raw_register(t, c, node_id, label, needles):
     if ok:
         t.check(any(n in f[1]["error"] for n in needles), "%s: the error names %s" % (label, " or ".join(needles)),
                 f[1]["error"])
+        t.check(f[1].get("retry") is False, "%s: the refusal says \"retry\":false (wire-protocol.h)" % label, f[1])
     t.check(closed, "%s: then the scheduler closes the connection" % label, "open after 5s")
 
 
