@@ -71,6 +71,8 @@ static void link_drop(ServerLink *l) {
         l->conn = conn_free(l->conn);           /* no close callback for this one */
         l->registered = false;
         (void) sd_event_source_set_enabled(l->heartbeat_timer, SD_EVENT_OFF);
+        /* Devices waiting for the scheduler's verdict get theirs now. */
+        manager_link_lost(l->manager);
 }
 
 static int link_send_register(ServerLink *l) {
@@ -83,7 +85,9 @@ static int link_send_register(ServerLink *l) {
             json_object_object_add(o, "address", json_object_new_string(m->address)) < 0 ||
             json_object_object_add(o, "fl_server_port", json_object_new_int64(m->port)) < 0 ||
             json_object_object_add(o, "pid", json_object_new_int64(getpid())) < 0 ||
-            json_object_object_add(o, "server_num", json_object_new_int64(m->config->server_num)) < 0)
+            json_object_object_add(o, "server_num", json_object_new_int64(m->config->server_num)) < 0 ||
+            json_object_object_add(o, "peer_port",
+                                   json_object_new_int64(m->allreduce ? allreduce_port(m->allreduce) : 0)) < 0)
                 return -ENOMEM;
         return conn_send_json(l->conn, WIRE_REGISTER, o);
 }
@@ -202,6 +206,13 @@ static int link_on_frame(Conn *c, uint8_t type, const uint8_t *payload, size_t s
                 return 0;       /* the connection's idle timer has been reset */
         case WIRE_FINISH:
                 return link_on_finish(l);
+        case WIRE_ADMIT_REPLY:
+        case WIRE_UPDATE_REPLY:
+                return pending_on_reply(l->manager, type, o);
+        case WIRE_ITERATION:
+                return manager_on_iteration(l->manager, o);
+        case WIRE_AGGREGATE:
+                return manager_on_aggregate(l->manager, o);
         case WIRE_ERROR:
                 if (o)
                         (void) json_get_string(o, "error", &error);

@@ -39,9 +39,20 @@ int manager_new(Manager **ret, const FlConfig *c, unsigned index) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
-        /* The link first: closing it tells the scheduler we are gone. */
+        /* The link first: closing it tells the scheduler we are gone, and
+         * answers the devices still waiting for it. */
         server_link_free(m->link);
+        m->link = NULL;
+        pending_clear(m);
         http_server_free(m->http);
+        allreduce_free(m->allreduce);
+        training_done(&m->training);
+        aggregate_free(m->aggregate);
+        server_model_done(&m->model);
+        server_model_done(&m->previous_model);
+        if (m->store)
+                sqlite3_close_v2(m->store);
+        free(m->store_path);
         sd_event_unref(m->event);
         free(m->node_id);
         free(m->address);
@@ -70,6 +81,11 @@ void manager_exit(Manager *m, int status) {
         m->exit_code = status;
         (void) sd_notify(false, "STOPPING=1");
         (void) sd_event_exit(m->event, 0);
+}
+
+void manager_link_lost(Manager *m) {
+        pending_fail_all(m);
+        manager_training_link_lost(m);
 }
 
 void manager_link_changed(Manager *m) {
@@ -160,7 +176,16 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
 
-        log_info("Serving devices on port %u as node %s, advertised as %s.", m->port, m->node_id, m->address);
+        r = manager_load_model(m);
+        if (r < 0)
+                return r;
+        /* All addresses, as for devices: the advertised one may be a NAT address. */
+        r = allreduce_new(&m->allreduce, m->event, NULL, 0, SERVER_ALLREDUCE_TIMEOUT_USEC);
+        if (r < 0)
+                return log_error_errno(r, "Failed to listen for the all-reduce of the peer servers: %m");
+
+        log_info("Serving devices on port %u as node %s, advertised as %s; peers reach this server on port %u.",
+                 m->port, m->node_id, m->address, allreduce_port(m->allreduce));
         server_link_start(m->link);
         return 0;
 }

@@ -1,11 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <sqlite3.h>
 #include <systemd/sd-event.h>
 
 #include "conf.h"
 #include "http.h"
+#include "server-aggregate.h"
+#include "server-allreduce.h"
+#include "server-iteration.h"
 #include "server-link.h"
+#include "server-model.h"
+#include "server-pending.h"
 
 /* One server process: the event loop and everything that runs in it. */
 struct Manager {
@@ -19,6 +25,25 @@ struct Manager {
 
         HttpServer *http;
         ServerLink *link;
+
+        /* Training: the served model and its checkpoints, the running sum of
+         * the current iteration, the iteration as the scheduler announced it,
+         * the device requests waiting for the scheduler, the all-reduce. */
+        sqlite3 *store;
+        char *store_path;
+        ServerModel model;
+        /* The model before the last aggregation, until the scheduler commits
+         * that iteration: an iteration abandoned after it was aggregated here
+         * (another server failed) is rolled back to it. */
+        ServerModel previous_model;
+        Aggregate *aggregate;           /* NULL without a model */
+        Training training;
+        PendingTable pending;
+        AllReduce *allreduce;
+
+        /* pushMetrics: the last values a device reported. */
+        double last_loss, last_accuracy;
+        uint64_t n_metrics;
 
         bool announced;                 /* "Server started successfully." was logged */
         bool exiting;
@@ -37,9 +62,10 @@ int manager_run(Manager *m);
 void manager_exit(Manager *m, int status);
 /* Called by the link after every registration and membership change. */
 void manager_link_changed(Manager *m);
+/* Called by the link whenever its connection goes (also at teardown). */
+void manager_link_lost(Manager *m);
 /* STATUS= for systemd (and the debug log). */
 void manager_status(Manager *m, const char *format, ...) _printf_(2, 3);
 
-/* server-http.c */
-#define SERVER_HTTP_MAX_BODY ((size_t) 64U * 1024U * 1024U)
+/* server-http.c: the device port, its body limit from max_request_size_mb. */
 int manager_http_start(Manager *m);

@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "json-util.h"
+#include "log.h"
+#include "server-iteration.h"
+#include "server-manager.h"
+#include "util.h"
+#include "wire-protocol.h"
+
+static const char *const phase_table[_TRAINING_PHASE_MAX] = {
+        [TRAINING_COLLECTING] = "COLLECTING",
+        [TRAINING_AGGREGATING] = "AGGREGATING",
+        [TRAINING_FINISHED] = "FINISHED",
+};
+
+const char *training_phase_to_string(TrainingPhase p) {
+        if (p < 0 || p >= _TRAINING_PHASE_MAX)
+                return NULL;
+        return phase_table[p];
+}
+
+TrainingPhase training_phase_from_string(const char *s) {
+        for (int i = 0; s && i < _TRAINING_PHASE_MAX; i++)
+                if (streq(phase_table[i], s))
+                        return (TrainingPhase) i;
+        return _TRAINING_PHASE_INVALID;
+}
+
+/* ---- Parsing what the scheduler sends -------------------------------------- */
+
+static int get_u64(json_object *o, const char *key, uint64_t *ret) {
+        json_object *v;
+        int64_t i;
+
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+                return -EBADMSG;
+        errno = 0;
+        i = json_object_get_int64(v);
+        if (errno != 0 || i < 0)
+                return -ERANGE;
+        *ret = (uint64_t) i;
+        return 0;
+}
+
+/* -ENOENT when absent, so that optional keys keep their defaults. */
+static int get_optional_u32(json_object *o, const char *key, uint32_t *ret) {
+        if (!json_object_object_get_ex(o, key, NULL))
+                return -ENOENT;
+        return json_get_u32(o, key, ret);
+}
+
+static int get_optional_double(json_object *o, const char *key, double min, double max, double *ret) {
+        json_object *v;
+        double d;
+
+        if (!json_object_object_get_ex(o, key, &v))
+                return -ENOENT;
+        if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int))
+                return -EBADMSG;
+        d = json_object_get_double(v);
+        if (!(d >= min && d <= max))
+                return -ERANGE;
+        *ret = d;
+        return 0;
+}
+
+static int job_parse(json_object *o, TrainingJob *job) {
+        struct { const char *key; uint32_t *value; } u32s[] = {
+                { "fl_iteration_num", &job->fl_iteration_num },
+                { "start_fl_job_threshold", &job->start_fl_job_threshold },
+                { "client_epoch_num", &job->client_epoch_num },
+                { "client_batch_size", &job->client_batch_size },
+        };
+        const char *name;
+        int r;
+
+        if (!json_object_is_type(o, json_type_object))
+                return -EBADMSG;
+        if (json_object_object_get_ex(o, "fl_name", NULL)) {
+                if (json_get_string(o, "fl_name", &name) < 0 || strlen(name) >= sizeof job->fl_name)
+                        return -EBADMSG;
+                strcpy(job->fl_name, name);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(u32s); i++) {
+                r = get_optional_u32(o, u32s[i].key, u32s[i].value);
+                if (r < 0 && r != -ENOENT)
+                        return -EBADMSG;
+        }
+        r = get_optional_double(o, "update_model_ratio", 0, 1, &job->update_model_ratio);
+        if (r < 0 && r != -ENOENT)
+                return -EBADMSG;
+        r = get_optional_double(o, "client_learning_rate", 0, 1e6, &job->client_learning_rate);
+        if (r < 0 && r != -ENOENT)
+                return -EBADMSG;
+        return 0;
+}
+
+int iteration_msg_parse(json_object *o, const FlConfig *defaults, IterationMsg *ret) {
+        IterationMsg msg = {
+                .job = {
+                        .fl_iteration_num = defaults->fl_iteration_num,
+                        .start_fl_job_threshold = defaults->start_fl_job_threshold,
+                        .update_model_ratio = defaults->update_model_ratio,
+                        .client_epoch_num = defaults->client_epoch_num,
+                        .client_batch_size = defaults->client_batch_size,
+                        .client_learning_rate = defaults->client_learning_rate,
+                },
+        };
+        json_object *job;
+        const char *phase;
+
+        if (defaults->fl_name && strlen(defaults->fl_name) < sizeof msg.job.fl_name)
+                strcpy(msg.job.fl_name, defaults->fl_name);
+        if (!o ||
+            json_get_u32(o, "iteration", &msg.iteration) < 0 ||
+            json_get_string(o, "phase", &phase) < 0)
+                return -EBADMSG;
+        msg.phase = training_phase_from_string(phase);
+        if (msg.phase < 0)
+                return -EBADMSG;
+        if (get_optional_u32(o, "abandoned", &msg.abandoned) == -EBADMSG ||
+            (json_object_object_get_ex(o, "next_req_time", NULL) && get_u64(o, "next_req_time", &msg.next_req_time) < 0))
+                return -EBADMSG;
+        if (json_object_object_get_ex(o, "job", &job) && job_parse(job, &msg.job) < 0)
+                return -EBADMSG;
+
+        *ret = msg;
+        return 0;
+}
+
+void aggregate_msg_done(AggregateMsg *msg) {
+        free(msg->ring);
+        *msg = (AggregateMsg) {};
+}
+
+static int ring_member_parse(json_object *o, RingMember *ret) {
+        const char *node_id, *address;
+        uint32_t port;
+
+        if (!json_object_is_type(o, json_type_object) ||
+            json_get_u32(o, "rank", &ret->rank) < 0 ||
+            json_get_string(o, "node_id", &node_id) < 0 ||
+            json_get_string(o, "address", &address) < 0 ||
+            json_get_u32(o, "peer_port", &port) < 0)
+                return -EBADMSG;
+        if (!node_id_is_valid(node_id) || strlen(node_id) >= sizeof ret->node_id ||
+            isempty(address) || strlen(address) >= sizeof ret->address || port == 0 || port > UINT16_MAX)
+                return -EBADMSG;
+        strcpy(ret->node_id, node_id);
+        strcpy(ret->address, address);
+        ret->peer_port = (uint16_t) port;
+        return 0;
+}
+
+int aggregate_msg_parse(json_object *o, AggregateMsg *ret) {
+        _cleanup_(aggregate_msg_done) AggregateMsg msg = {};
+        json_object *ring;
+        size_t n;
+
+        if (!o ||
+            json_get_u32(o, "iteration", &msg.iteration) < 0 ||
+            !json_object_object_get_ex(o, "ring", &ring) ||
+            !json_object_is_type(ring, json_type_array))
+                return -EBADMSG;
+        n = json_object_array_length(ring);
+        if (n == 0 || n > TRAINING_RING_MAX)
+                return -EBADMSG;
+        msg.ring = calloc(n, sizeof(RingMember));
+        if (!msg.ring)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                if (ring_member_parse(json_object_array_get_idx(ring, i), &msg.ring[i]) < 0)
+                        return -EBADMSG;
+                msg.n_ring++;
+        }
+
+        *ret = msg;
+        msg = (AggregateMsg) {};
+        return 0;
+}
+
+/* ---- The iteration on this server ------------------------------------------ */
+
+static void training_stop_reduce(Training *t, AllReduce *a) {
+        if (t->reducing != 0 && a)
+                allreduce_cancel(a);
+        t->reducing = 0;
+        free(t->reduce_vec);
+        t->reduce_vec = NULL;
+        t->reduce_n = 0;
+}
+
+void training_done(Training *t) {
+        /* The AllReduce is freed first by the manager: nothing runs any more. */
+        free(t->reduce_vec);
+        *t = (Training) {};
+}
+
+static void log_iteration(Manager *m, const IterationMsg *old, bool had_old, const IterationMsg *new) {
+        char field[32];
+
+        if (had_old && old->iteration == new->iteration && old->phase == new->phase)
+                return;
+        snprintf(field, sizeof field, "FL_ITERATION=%u", new->iteration);
+        if (new->abandoned != 0)
+                log_struct(LOG_NOTICE, FIELDS(field), "Iteration %u was abandoned; the model stays that of "
+                           "iteration %u.", new->abandoned, m->model.iteration);
+        log_struct(LOG_INFO, FIELDS(field), "Iteration %u: %s.", new->iteration,
+                   training_phase_to_string(new->phase));
+        manager_status(m, "Iteration %u %s (job %s, %u iterations); model of iteration %u; serving devices on port %u.",
+                       new->iteration, training_phase_to_string(new->phase), new->job.fl_name,
+                       new->job.fl_iteration_num, m->model.iteration, m->port);
+}
+
+int manager_on_iteration(Manager *m, json_object *o) {
+        Training *t = &m->training;
+        IterationMsg msg, old = t->current;
+        bool had = t->seen;
+        int r;
+
+        r = iteration_msg_parse(o, m->config, &msg);
+        if (r < 0)
+                return log_warning_errno(r, "The scheduler %s sent an iteration that cannot be read.", m->scheduler);
+
+        t->current = msg;
+        t->seen = t->known = true;
+        manager_settle_model(m, msg.iteration, msg.abandoned);
+        log_iteration(m, &old, had, &msg);
+
+        if (m->aggregate) {
+                Aggregate *a = m->aggregate;
+
+                /* The sum belongs to one iteration: a new number or an abandoned one drops it. */
+                if (a->iteration != msg.iteration || msg.abandoned == a->iteration) {
+                        if (a->updates > 0 && m->model.iteration != a->iteration)
+                                log_notice("Dropping the sum of iteration %u (%u updates, data_size %" PRIu64 "): "
+                                           "it was not aggregated.", a->iteration, a->updates, a->data_size);
+                        aggregate_reset(a, msg.iteration);
+                }
+        }
+        /* An all-reduce of another iteration, or of one now abandoned, is moot. */
+        if (t->reducing != 0 && (t->reducing != msg.iteration || msg.abandoned == t->reducing)) {
+                log_notice("Stopping the all-reduce of iteration %u: the scheduler moved on to iteration %u.",
+                           t->reducing, msg.iteration);
+                training_stop_reduce(t, m->allreduce);
+        }
+        return 0;
+}
+
+void manager_training_link_lost(Manager *m) {
+        m->training.known = false;
+}
+
+static int send_aggregate_done(Manager *m, uint32_t iteration, uint64_t data_size, uint32_t updates) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+
+        if (!m->link->conn || !m->link->registered)
+                return -ENOTCONN;
+        if (!o ||
+            json_object_object_add(o, "iteration", json_object_new_int64(iteration)) < 0 ||
+            json_object_object_add(o, "checksum", json_object_new_string(m->model.checksum)) < 0 ||
+            json_object_object_add(o, "data_size", json_object_new_int64((int64_t) data_size)) < 0 ||
+            json_object_object_add(o, "updates", json_object_new_int64(updates)) < 0)
+                return -ENOMEM;
+        return conn_send_json(m->link->conn, WIRE_AGGREGATE_DONE, o);
+}
+
+static void on_reduced(AllReduce *a, int error, uint32_t iteration, void *userdata) {
+        _cleanup_(model_freep) Model *model = NULL;
+        Manager *m = userdata;
+        Training *t = &m->training;
+        _cleanup_free_ double *vec = TAKE_PTR(t->reduce_vec);
+        size_t n = t->reduce_n;
+        uint64_t data_size = 0;
+        uint32_t updates = 0;
+        char field[32];
+        int r;
+
+        t->reducing = 0;
+        t->reduce_n = 0;
+        snprintf(field, sizeof field, "FL_ITERATION=%u", iteration);
+        if (error < 0) {
+                /* No answer: the scheduler's timeout abandons the iteration. */
+                log_struct(LOG_ERR, FIELDS(field), "The all-reduce of iteration %u failed (%s); keeping the model "
+                           "of iteration %u.", iteration, strerror(-error), m->model.iteration);
+                return;
+        }
+
+        r = aggregate_finish(m->model.model, vec, n, &model, &data_size, &updates);
+        if (r == -ENODATA) {
+                /* Nothing accepted anywhere: the model carries over unchanged. */
+                r = model_copy(&model, m->model.model);
+                if (r < 0) {
+                        log_oom();
+                        return;
+                }
+        } else if (r < 0) {
+                log_struct(LOG_ERR, FIELDS(field), "The all-reduced sum of iteration %u is not a valid sum (%s); "
+                           "keeping the model of iteration %u.", iteration, strerror(-r), m->model.iteration);
+                return;
+        }
+
+        r = manager_commit_model(m, TAKE_PTR(model), iteration);
+        if (r < 0) {
+                log_struct(LOG_ERR, FIELDS(field), "Failed to checkpoint the model of iteration %u in %s (%s); "
+                           "keeping the model of iteration %u.", iteration, m->store_path, strerror(-r),
+                           m->model.iteration);
+                return;
+        }
+        log_struct(LOG_INFO, FIELDS(field), "Iteration %u aggregated: %u updates, data_size %" PRIu64 ", model "
+                   "checksum %s.", iteration, updates, data_size, m->model.checksum);
+
+        r = send_aggregate_done(m, iteration, data_size, updates);
+        if (r < 0)
+                log_warning_errno(r, "Failed to tell the scheduler that iteration %u is aggregated: %m", iteration);
+}
+
+static ssize_t ring_find_self(const Manager *m, const AggregateMsg *msg) {
+        for (size_t i = 0; i < msg->n_ring; i++)
+                if (streq(msg->ring[i].node_id, m->node_id))
+                        return (ssize_t) i;
+        return -1;
+}
+
+int manager_on_aggregate(Manager *m, json_object *o) {
+        _cleanup_(aggregate_msg_done) AggregateMsg msg = {};
+        Training *t = &m->training;
+        ssize_t self;
+        int r;
+
+        r = aggregate_msg_parse(o, &msg);
+        if (r == -ENOMEM)
+                return log_oom();
+        if (r < 0)
+                return log_warning_errno(r, "The scheduler %s sent an aggregation request that cannot be read.",
+                                         m->scheduler);
+
+        self = ring_find_self(m, &msg);
+        if (self < 0) {
+                log_error("The scheduler asked to aggregate iteration %u on a ring without this server (%s); "
+                          "ignoring it.", msg.iteration, m->node_id);
+                return 0;
+        }
+        if (!m->aggregate) {
+                log_error("The scheduler asked to aggregate iteration %u, but this server has no model: the "
+                          "all-reduce cannot include it. Start fl-serverd with --model_path.", msg.iteration);
+                return 0;
+        }
+        if (t->reducing == msg.iteration) {
+                log_debug("The all-reduce of iteration %u is already running.", msg.iteration);
+                return 0;
+        }
+        training_stop_reduce(t, m->allreduce);
+
+        if (m->aggregate->iteration != msg.iteration) {
+                /* Keeps the ring whole for the others: this server adds nothing. */
+                log_warning("Aggregating iteration %u while this server's sum is of iteration %u; it contributes "
+                            "nothing.", msg.iteration, m->aggregate->iteration);
+                aggregate_reset(m->aggregate, msg.iteration);
+        }
+
+        r = aggregate_export(m->aggregate, &t->reduce_vec, &t->reduce_n);
+        if (r < 0)
+                return log_error_errno(r, "Failed to prepare the all-reduce of iteration %u: %m", msg.iteration), 0;
+        log_info("Aggregating iteration %u over a ring of %zu server%s: %u local updates, data_size %" PRIu64 ".",
+                 msg.iteration, msg.n_ring, msg.n_ring == 1 ? "" : "s", m->aggregate->updates,
+                 m->aggregate->data_size);
+
+        r = allreduce_start(m->allreduce, msg.iteration, msg.ring, msg.n_ring, (size_t) self, t->reduce_vec,
+                            t->reduce_n, on_reduced, m);
+        if (r < 0) {
+                log_error_errno(r, "Failed to start the all-reduce of iteration %u: %m", msg.iteration);
+                training_stop_reduce(t, NULL);
+                return 0;
+        }
+        t->reducing = msg.iteration;
+        return 0;
+}

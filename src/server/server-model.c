@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdio.h>
+#include <string.h>
+
+#include "fl-model-io.h"
+#include "log.h"
+#include "server-manager.h"
+#include "server-model.h"
+#include "server-store.h"
+#include "util.h"
+
+void server_model_done(ServerModel *sm) {
+        model_free(sm->model);
+        free(sm->maps);
+        free(sm->encoded);
+        *sm = (ServerModel) {};
+}
+
+int server_model_set(ServerModel *sm, Model *model, uint32_t iteration, uint8_t *encoded, size_t encoded_size) {
+        _cleanup_(model_freep) Model *owned = model;
+        _cleanup_free_ uint8_t *buf = encoded;
+        _cleanup_free_ FlFeatureMap *maps = NULL;
+        size_t size = encoded_size;
+        int r;
+
+        if (!model)
+                return -EINVAL;
+        if (!buf) {
+                r = fl_model_encode(model, &buf, &size);
+                if (r < 0)
+                        return r;
+        }
+        r = fl_model_to_feature_maps(model, &maps);
+        if (r < 0)
+                return r;
+
+        server_model_done(sm);
+        sm->model = TAKE_PTR(owned);
+        sm->iteration = iteration;
+        sm->maps = TAKE_PTR(maps);
+        sm->encoded = TAKE_PTR(buf);
+        sm->encoded_size = size;
+        model_checksum_string(sm->model, sm->checksum);
+        return 0;
+}
+
+static int load_from_store(Manager *m, bool *ret_found) {
+        _cleanup_(checkpoint_done) Checkpoint c = {};
+        _cleanup_(model_freep) Model *model = NULL;
+        char checksum[MODEL_CHECKSUM_STRING_MAX];
+        int r;
+
+        *ret_found = false;
+        r = server_store_load_newest(m->store, &c);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the newest checkpoint from %s: %m", m->store_path);
+        if (r == 0)
+                return 0;
+
+        r = fl_model_decode(c.model, c.size, &model);
+        if (r < 0)
+                return log_error_errno(r, "The checkpoint of iteration %u in %s is not a model: %m", c.iteration,
+                                       m->store_path);
+        model_checksum_string(model, checksum);
+        if (!streq(checksum, c.checksum))
+                return log_error_errno(-EUCLEAN, "The checkpoint of iteration %u in %s is damaged (checksum %s, "
+                                       "stored %s).", c.iteration, m->store_path, checksum, c.checksum);
+
+        r = server_model_set(&m->model, TAKE_PTR(model), c.iteration, TAKE_PTR(c.model), c.size);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the model of iteration %u: %m", c.iteration);
+        *ret_found = true;
+        return 0;
+}
+
+static void warn_if_bodies_too_small(Manager *m) {
+        size_t limit = (size_t) m->config->max_request_size_mb * 1024U * 1024U;
+
+        /* An update carries the whole model: it must fit in a request. */
+        if (m->model.encoded_size + 4096 > limit)
+                log_warning("The model is %zu bytes, too close to max_request_size_mb=%u: devices' updates will be "
+                            "refused (HTTP 413). Raise max_request_size_mb.", m->model.encoded_size,
+                            m->config->max_request_size_mb);
+}
+
+int manager_load_model(Manager *m) {
+        const FlConfig *c = m->config;
+        const char *state_dir = conf_state_dir(c);
+        char name[SERVER_STORE_NAME_MAX];
+        bool found;
+        int r;
+
+        r = mkdir_p(state_dir, 0755);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the state directory %s: %m", state_dir);
+        server_store_name(name, m->port);
+        if (asprintf(&m->store_path, "%s/%s", state_dir, name) < 0)
+                return log_oom();
+        r = server_store_open(&m->store, m->store_path);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the server database %s: %m", m->store_path);
+
+        r = load_from_store(m, &found);
+        if (r < 0)
+                return r;
+        if (found) {
+                log_info("Restored the model of iteration %u from %s (%zu tensors, checksum %s)%s.",
+                         m->model.iteration, m->store_path, m->model.model->n_tensors, m->model.checksum,
+                         c->model_path ? "; the checkpoint wins over --model_path" : "");
+        } else if (c->model_path) {
+                _cleanup_(model_freep) Model *model = NULL;
+
+                r = fl_model_load_file(c->model_path, 0, &model);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to load the model %s: %m", c->model_path);
+                r = server_model_set(&m->model, TAKE_PTR(model), 0, NULL, 0);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to set up the model %s: %m", c->model_path);
+                log_info("Loaded the initial model from %s (%zu tensors, %zu values, checksum %s).", c->model_path,
+                         m->model.model->n_tensors, model_total_size(m->model.model), m->model.checksum);
+        } else {
+                log_warning("No model: start fl-serverd with --model_path. The cluster forms, but the device "
+                            "rounds answer SystemError until a model is loaded.");
+                return 0;
+        }
+
+        r = aggregate_new(&m->aggregate, m->model.model);
+        if (r < 0)
+                return log_error_errno(r, "Failed to allocate the running sum: %m");
+        warn_if_bodies_too_small(m);
+        return 0;
+}
+
+int manager_commit_model(Manager *m, Model *model, uint32_t iteration) {
+        _cleanup_(model_freep) Model *owned = model;
+        _cleanup_free_ uint8_t *buf = NULL;
+        char checksum[MODEL_CHECKSUM_STRING_MAX];
+        size_t size;
+        int r;
+
+        r = fl_model_encode(owned, &buf, &size);
+        if (r < 0)
+                return r;
+        model_checksum_string(owned, checksum);
+
+        /* Durable before it is served or announced. */
+        r = server_store_save_checkpoint(m->store, iteration, buf, size, checksum, m->config->checkpoint_keep);
+        if (r < 0)
+                return r;
+
+        ServerModel old = m->model;
+        m->model = (ServerModel) {};
+        r = server_model_set(&m->model, TAKE_PTR(owned), iteration, TAKE_PTR(buf), size);
+        if (r < 0) {
+                m->model = old;
+                return r;
+        }
+        server_model_done(&m->previous_model);
+        m->previous_model = old;
+        return 0;
+}
+
+void manager_settle_model(Manager *m, uint32_t current, uint32_t abandoned) {
+        ServerModel *prev = &m->previous_model;
+        int r;
+
+        if (!prev->model)
+                return;
+        if (abandoned == 0 || abandoned != m->model.iteration) {
+                /* The scheduler went on from the aggregated model: it is committed. */
+                if (current != m->model.iteration)
+                        server_model_done(prev);
+                return;
+        }
+
+        r = server_store_rollback(m->store, m->model.iteration, prev->iteration, prev->encoded, prev->encoded_size,
+                                  prev->checksum, m->config->checkpoint_keep);
+        if (r < 0)
+                log_warning_errno(r, "Failed to roll the store back to the model of iteration %u, serving it anyway: %m",
+                                  prev->iteration);
+        log_notice("Iteration %u was abandoned after it was aggregated here: back to the model of iteration %u (%s).",
+                   m->model.iteration, prev->iteration, prev->checksum);
+        server_model_done(&m->model);
+        m->model = *prev;
+        *prev = (ServerModel) {};
+}

@@ -1,0 +1,445 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "json-util.h"
+#include "log.h"
+#include "server-manager.h"
+#include "server-rounds.h"
+#include "server-store.h"
+#include "util.h"
+#include "wire-protocol.h"
+
+/* Mirrors the scheduler's rule (scheduler-admissions.c), so that a bad fl_id
+ * is refused here without a round trip. */
+#define FL_ID_MAX 256
+#define MS_STRING_MAX 24
+#define FL_CONTENT_TYPE "application/octet-stream"
+
+static bool fl_id_is_valid(const char *fl_id) {
+        size_t n;
+
+        if (isempty(fl_id))
+                return false;
+        n = strnlen(fl_id, FL_ID_MAX);
+        if (n >= FL_ID_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) fl_id[i] < 0x20 || fl_id[i] == 0x7f)
+                        return false;
+        return true;
+}
+
+static const char *format_ms(char buf[static MS_STRING_MAX], uint64_t ms) {
+        snprintf(buf, MS_STRING_MAX, "%" PRIu64, ms);
+        return buf;
+}
+
+/* When a device turned away here should come back. */
+static uint64_t next_req_time(const Manager *m, uint64_t from_scheduler) {
+        uint64_t now = now_msec_realtime();
+        uint64_t t = from_scheduler ?: (m->training.seen ? m->training.current.next_req_time : 0);
+
+        return MAX(t, now);
+}
+
+static uint32_t current_iteration(const Manager *m) {
+        return m->training.seen ? m->training.current.iteration : 0;
+}
+
+int rounds_answer_text(HttpRequest *req, const char *text) {
+        return http_reply(req, 200, "text/plain", text, strlen(text));
+}
+
+/* NULL when the rounds are open, else the plain-text answer. */
+static const char *rounds_closed(const Manager *m) {
+        const ServerLink *l = m->link;
+
+        if (m->training.seen && m->training.current.phase == TRAINING_FINISHED)
+                return FL_DISABLED_TEXT;
+        if (l->view.cluster_state == CLUSTER_DISABLE_FLS)
+                return FL_DISABLED_TEXT;
+        if (!l->conn || !l->registered || l->view.cluster_state != CLUSTER_READY || !m->training.known)
+                return FL_SAFEMODE_TEXT;
+        return NULL;
+}
+
+static int reply_message(HttpRequest *req, const FlTableType *type, const void *msg) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t size;
+        int r;
+
+        r = fl_message_encode(type, msg, FL_FILE_IDENTIFIER, &buf, &size);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to encode a %s: %m", type->name);
+                return http_reply_error(req, 500, "Failed to encode the answer.");
+        }
+        return http_reply(req, 200, FL_CONTENT_TYPE, buf, size);
+}
+
+/* The decoder's reason, or a generic one (a decoder failing without one). */
+static const char *decode_reason(const char *reason) {
+        return isempty(reason) ? "The request is not a valid buffer of its table." : reason;
+}
+
+static const uint8_t *request_body(HttpRequest *req, size_t *ret_size, char reason[static FL_REASON_MAX]) {
+        const uint8_t *body = http_request_body(req, ret_size);
+
+        /* An empty body is no table; the decoder also wants a malloc()ed (aligned) buffer. */
+        if (*ret_size == 0) {
+                snprintf(reason, FL_REASON_MAX, "The request body is empty.");
+                return NULL;
+        }
+        return body;
+}
+
+/* ---- startFLJob ------------------------------------------------------------ */
+
+static int answer_fl_job(HttpRequest *req, const Manager *m, int32_t retcode, const char *reason,
+                         uint32_t iteration, uint64_t next) {
+        char next_s[MS_STRING_MAX], now_s[MS_STRING_MAX];
+        FlResponseFLJob resp = {
+                .retcode = retcode,
+                .reason = reason,
+                .iteration = (int32_t) iteration,
+                .is_selected = false,
+                .next_req_time = format_ms(next_s, next_req_time(m, next)),
+                .timestamp = format_ms(now_s, now_msec_realtime()),
+        };
+
+        return reply_message(req, &fl_type_response_fl_job, &resp);
+}
+
+int rounds_start_fl_job(HttpRequest *req, void *userdata) {
+        _cleanup_(fl_request_fl_job_done) FlRequestFLJob msg = {};
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        char reason[FL_REASON_MAX] = "";
+        Manager *m = userdata;
+        const uint8_t *body;
+        const char *closed;
+        Pending *p;
+        size_t size;
+        int r;
+
+        closed = rounds_closed(m);
+        if (closed)
+                return rounds_answer_text(req, closed);
+        if (!m->model.model)
+                return answer_fl_job(req, m, FL_SYSTEM_ERROR, SERVER_NO_MODEL_REASON, current_iteration(m), 0);
+
+        body = request_body(req, &size, reason);
+        r = body ? fl_request_fl_job_decode(body, size, &msg, reason) : -EBADMSG;
+        if (r == -ENOMEM)
+                return answer_fl_job(req, m, FL_SYSTEM_ERROR, "Out of memory.", current_iteration(m), 0);
+        if (r < 0)
+                return answer_fl_job(req, m, FL_REQUEST_ERROR, decode_reason(reason), current_iteration(m), 0);
+
+        if (!msg.fl_name || !streq(msg.fl_name, m->training.current.job.fl_name)) {
+                snprintf(reason, sizeof reason, "fl_name must be '%.100s'.", m->training.current.job.fl_name);
+                return answer_fl_job(req, m, FL_REQUEST_ERROR, reason, current_iteration(m), 0);
+        }
+        if (!fl_id_is_valid(msg.fl_id))
+                return answer_fl_job(req, m, FL_REQUEST_ERROR, "fl_id must be 1 to 255 printable characters.",
+                                     current_iteration(m), 0);
+        if (msg.data_size < 1)
+                return answer_fl_job(req, m, FL_REQUEST_ERROR, "data_size must be at least 1.",
+                                     current_iteration(m), 0);
+
+        o = json_object_new_object();
+        if (!o ||
+            json_object_object_add(o, "fl_id", json_object_new_string(msg.fl_id)) < 0 ||
+            json_object_object_add(o, "iteration", json_object_new_int64(current_iteration(m))) < 0 ||
+            json_object_object_add(o, "data_size", json_object_new_int64(msg.data_size)) < 0)
+                return answer_fl_job(req, m, FL_SYSTEM_ERROR, "Out of memory.", current_iteration(m), 0);
+
+        p = pending_new(m, PENDING_ADMIT, req);
+        if (p) {
+                p->iteration = current_iteration(m);
+                p->fl_id = strdup(msg.fl_id);
+        }
+        if (!p || !p->fl_id) {
+                pending_free(p);
+                return answer_fl_job(req, m, FL_SYSTEM_ERROR, "Out of memory.", current_iteration(m), 0);
+        }
+        r = pending_submit(m, p, WIRE_ADMIT, o);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to ask the scheduler to admit device %s: %m", msg.fl_id);
+                return answer_fl_job(req, m, FL_SYSTEM_ERROR, "The server could not reach the scheduler.",
+                                     current_iteration(m), 0);
+        }
+        return 0;
+}
+
+int rounds_answer_admit(Manager *m, Pending *p, const SchedulerReply *reply) {
+        const TrainingJob *job = &m->training.current.job;
+        char next_s[MS_STRING_MAX], now_s[MS_STRING_MAX];
+        uint8_t metrics[] = { FL_METRICS_ACCURACY };
+        FlAggregation aggregation = { .type = FL_AGGREGATION_FED_AVG };
+        FlFLPlan plan = {
+                .fl_name = job->fl_name,
+                .iterations = (int32_t) MIN(job->fl_iteration_num, (uint32_t) INT32_MAX),
+                .epochs = (int32_t) MIN(job->client_epoch_num, (uint32_t) INT32_MAX),
+                .mini_batch = (int32_t) MIN(job->client_batch_size, (uint32_t) INT32_MAX),
+                .lr = (float) job->client_learning_rate,
+                .aggregation = &aggregation,
+                .metrics = metrics,
+                .n_metrics = ELEMENTSOF(metrics),
+        };
+        FlResponseFLJob resp = {
+                .retcode = (int32_t) reply->retcode,
+                .reason = reply->reason,
+                .iteration = (int32_t) (reply->iteration ?: p->iteration),
+                .next_req_time = format_ms(next_s, next_req_time(m, reply->next_req_time)),
+                .timestamp = format_ms(now_s, now_msec_realtime()),
+        };
+
+        if (reply->retcode != FL_SUCCEED)
+                return reply_message(p->http, &fl_type_response_fl_job, &resp);
+        if (!m->model.model)    /* never unloaded once loaded; checked for safety */
+                return answer_fl_job(p->http, m, FL_SYSTEM_ERROR, SERVER_NO_MODEL_REASON, p->iteration, 0);
+
+        log_debug("Device %s selected in iteration %u.", p->fl_id, resp.iteration);
+        resp.is_selected = true;
+        resp.fl_plan_config = &plan;
+        resp.feature_map = m->model.maps;
+        resp.n_feature_map = m->model.model->n_tensors;
+        return reply_message(p->http, &fl_type_response_fl_job, &resp);
+}
+
+/* ---- updateModel ----------------------------------------------------------- */
+
+static int answer_update(HttpRequest *req, const Manager *m, int32_t retcode, const char *reason, uint64_t next) {
+        char next_s[MS_STRING_MAX], now_s[MS_STRING_MAX];
+        FlResponseUpdateModel resp = {
+                .retcode = retcode,
+                .reason = reason,
+                .next_req_time = format_ms(next_s, next_req_time(m, next)),
+                .timestamp = format_ms(now_s, now_msec_realtime()),
+        };
+
+        return reply_message(req, &fl_type_response_update_model, &resp);
+}
+
+int rounds_update_model(HttpRequest *req, void *userdata) {
+        _cleanup_(pending_freep) Pending *p = NULL;
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        char reason[FL_REASON_MAX] = "";
+        Manager *m = userdata;
+        uint32_t current = current_iteration(m);
+        const uint8_t *body;
+        const char *closed;
+        size_t size;
+        int r;
+
+        closed = rounds_closed(m);
+        if (closed)
+                return rounds_answer_text(req, closed);
+        if (!m->model.model || !m->aggregate)
+                return answer_update(req, m, FL_SYSTEM_ERROR, SERVER_NO_MODEL_REASON, 0);
+
+        p = pending_new(m, PENDING_UPDATE, req);
+        if (p)
+                p->ordered = calloc(m->aggregate->n_tensors, sizeof(float *));
+        if (!p || !p->ordered)
+                return answer_update(req, m, FL_SYSTEM_ERROR, "Out of memory.", 0);
+        p->iteration = current;
+
+        /* Decoded into p: the feature maps point into the body, which lives as long as the request. */
+        body = request_body(req, &size, reason);
+        r = body ? fl_request_update_model_decode(body, size, &p->update, reason) : -EBADMSG;
+        if (r == -ENOMEM)
+                return answer_update(req, m, FL_SYSTEM_ERROR, "Out of memory.", 0);
+        if (r < 0)
+                return answer_update(req, m, FL_REQUEST_ERROR, decode_reason(reason), 0);
+
+        if (!p->update.fl_name || !streq(p->update.fl_name, m->training.current.job.fl_name)) {
+                snprintf(reason, sizeof reason, "fl_name must be '%.100s'.", m->training.current.job.fl_name);
+                return answer_update(req, m, FL_REQUEST_ERROR, reason, 0);
+        }
+        if (!fl_id_is_valid(p->update.fl_id))
+                return answer_update(req, m, FL_REQUEST_ERROR, "fl_id must be 1 to 255 printable characters.", 0);
+        if (p->update.iteration < 0 || (uint32_t) p->update.iteration != current) {
+                snprintf(reason, sizeof reason, "The update is for iteration %" PRIi32 ", this is iteration %u.",
+                         p->update.iteration, current);
+                return answer_update(req, m, FL_OUT_OF_TIME, reason, 0);
+        }
+        if (m->training.current.phase != TRAINING_COLLECTING) {
+                snprintf(reason, sizeof reason, "Iteration %u is %s; updateModel is closed.", current,
+                         training_phase_to_string(m->training.current.phase));
+                return answer_update(req, m, FL_OUT_OF_TIME, reason, 0);
+        }
+        r = aggregate_check(m->aggregate, p->update.feature_map, p->update.n_feature_map, p->ordered, reason);
+        if (r < 0)
+                return answer_update(req, m, FL_REQUEST_ERROR, reason, 0);
+
+        p->fl_id = strdup(p->update.fl_id);
+        o = json_object_new_object();
+        if (!p->fl_id || !o ||
+            json_object_object_add(o, "fl_id", json_object_new_string(p->update.fl_id)) < 0 ||
+            json_object_object_add(o, "iteration", json_object_new_int64(current)) < 0)
+                return answer_update(req, m, FL_SYSTEM_ERROR, "Out of memory.", 0);
+
+        r = pending_submit(m, TAKE_PTR(p), WIRE_UPDATE, o);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to ask the scheduler about an update: %m");
+                return answer_update(req, m, FL_SYSTEM_ERROR, "The server could not reach the scheduler.", 0);
+        }
+        return 0;
+}
+
+int rounds_answer_update(Manager *m, Pending *p, const SchedulerReply *reply) {
+        Aggregate *a = m->aggregate;
+        int r;
+
+        if (reply->retcode != FL_SUCCEED)
+                return answer_update(p->http, m, (int32_t) reply->retcode, reply->reason, reply->next_req_time);
+
+        /* Replies come in order, before the scheduler moves on: the sum is still this iteration's. */
+        if (!a || a->iteration != p->iteration || reply->iteration != p->iteration || reply->data_size == 0) {
+                log_error("The scheduler accepted the update of device %s for iteration %u (data_size %u), but this "
+                          "server sums iteration %u; the update is not in the sum.", p->fl_id, reply->iteration,
+                          reply->data_size, a ? a->iteration : 0);
+                return answer_update(p->http, m, FL_SYSTEM_ERROR, "The iteration changed while the update was "
+                                     "being accepted.", reply->next_req_time);
+        }
+        r = aggregate_add_checked(a, p->ordered, reply->data_size);
+        if (r < 0) {
+                log_error_errno(r, "Failed to add the update of device %s to the sum of iteration %u: %m",
+                                p->fl_id, a->iteration);
+                return answer_update(p->http, m, FL_SYSTEM_ERROR, "The update could not be added.",
+                                     reply->next_req_time);
+        }
+        log_debug("Update of device %s added to iteration %u (%u updates, data_size %" PRIu64 ").", p->fl_id,
+                  a->iteration, a->updates, a->data_size);
+        return answer_update(p->http, m, FL_SUCCEED, reply->reason[0] ? reply->reason : "Update accepted.",
+                             reply->next_req_time);
+}
+
+int rounds_answer_failure(Pending *p, int32_t retcode, const char *reason) {
+        if (p->kind == PENDING_ADMIT)
+                return answer_fl_job(p->http, p->manager, retcode, reason, p->iteration, 0);
+        return answer_update(p->http, p->manager, retcode, reason, 0);
+}
+
+/* ---- getModel, pushMetrics ------------------------------------------------- */
+
+static int answer_get_model(HttpRequest *req, const Manager *m, int32_t retcode, const char *reason,
+                            uint32_t iteration, bool with_model) {
+        char now_s[MS_STRING_MAX];
+        FlResponseGetModel resp = {
+                .retcode = retcode,
+                .reason = reason,
+                .iteration = (int32_t) iteration,
+                .timestamp = format_ms(now_s, now_msec_realtime()),
+        };
+
+        if (with_model) {
+                resp.feature_map = m->model.maps;
+                resp.n_feature_map = m->model.model->n_tensors;
+        }
+        return reply_message(req, &fl_type_response_get_model, &resp);
+}
+
+int rounds_get_model(HttpRequest *req, void *userdata) {
+        _cleanup_(fl_request_get_model_done) FlRequestGetModel msg = {};
+        char reason[FL_REASON_MAX] = "";
+        Manager *m = userdata;
+        bool finished = m->training.seen && m->training.current.phase == TRAINING_FINISHED;
+        uint32_t current = current_iteration(m);
+        const uint8_t *body;
+        const char *closed;
+        size_t size;
+        int r;
+
+        /* After the job, the final model keeps being served, scheduler or not. */
+        closed = finished ? NULL : rounds_closed(m);
+        if (closed)
+                return rounds_answer_text(req, closed);
+        if (!m->model.model)
+                return answer_get_model(req, m, FL_SYSTEM_ERROR, SERVER_NO_MODEL_REASON, current, false);
+
+        body = request_body(req, &size, reason);
+        r = body ? fl_request_get_model_decode(body, size, &msg, reason) : -EBADMSG;
+        if (r == -ENOMEM)
+                return answer_get_model(req, m, FL_SYSTEM_ERROR, "Out of memory.", current, false);
+        if (r < 0)
+                return answer_get_model(req, m, FL_REQUEST_ERROR, decode_reason(reason), current, false);
+        if (!isempty(msg.fl_name) && !streq(msg.fl_name, m->training.current.job.fl_name)) {
+                snprintf(reason, sizeof reason, "fl_name must be '%.100s'.", m->training.current.job.fl_name);
+                return answer_get_model(req, m, FL_REQUEST_ERROR, reason, current, false);
+        }
+
+        if (!finished && msg.iteration >= 0 && (uint32_t) msg.iteration == current && m->model.iteration < current) {
+                snprintf(reason, sizeof reason, "The model of iteration %u is not ready yet.", current);
+                return answer_get_model(req, m, FL_SUC_NOT_READY, reason, current, false);
+        }
+        snprintf(reason, sizeof reason, "The model of iteration %u.", m->model.iteration);
+        return answer_get_model(req, m, FL_SUCCEED, reason, m->model.iteration, true);
+}
+
+static int answer_push_metrics(HttpRequest *req, int32_t retcode) {
+        FlResponsePushMetrics resp = { .retcode = retcode };
+
+        return reply_message(req, &fl_type_response_push_metrics, &resp);
+}
+
+int rounds_push_metrics(HttpRequest *req, void *userdata) {
+        FlRequestPushMetrics msg = {};
+        char reason[FL_REASON_MAX] = "", f_iteration[32], f_loss[48], f_accuracy[48];
+        Manager *m = userdata;
+        const uint8_t *body;
+        const char *closed;
+        size_t size;
+        int r;
+
+        closed = rounds_closed(m);
+        if (closed)
+                return rounds_answer_text(req, closed);
+
+        body = request_body(req, &size, reason);
+        r = body ? fl_request_push_metrics_decode(body, size, &msg, reason) : -EBADMSG;
+        if (r == -ENOMEM)
+                return answer_push_metrics(req, FL_SYSTEM_ERROR);
+        if (r < 0)
+                return answer_push_metrics(req, FL_REQUEST_ERROR);
+
+        m->last_loss = msg.loss;
+        m->last_accuracy = msg.accuracy;
+        m->n_metrics++;
+        snprintf(f_iteration, sizeof f_iteration, "FL_ITERATION=%u", current_iteration(m));
+        snprintf(f_loss, sizeof f_loss, "FL_LOSS=%g", (double) msg.loss);
+        snprintf(f_accuracy, sizeof f_accuracy, "FL_ACCURACY=%g", (double) msg.accuracy);
+        log_struct(LOG_INFO, FIELDS(f_iteration, f_loss, f_accuracy),
+                   "Device metrics in iteration %u: loss %g, accuracy %g.", current_iteration(m),
+                   (double) msg.loss, (double) msg.accuracy);
+        return answer_push_metrics(req, FL_SUCCEED);
+}
+
+/* ---- GET /model ------------------------------------------------------------ */
+
+int rounds_get_model_file(HttpRequest *req, void *userdata) {
+        _cleanup_(checkpoint_done) Checkpoint c = {};
+        Manager *m = userdata;
+        const char *q = http_request_query(req, "iteration");
+        uint32_t iteration;
+        int r;
+
+        if (!m->model.model)
+                return http_reply_error(req, 404, "%s", SERVER_NO_MODEL_REASON);
+        if (!q || (safe_atou32(q, &iteration) >= 0 && iteration == m->model.iteration))
+                return http_reply(req, 200, FL_CONTENT_TYPE, m->model.encoded, m->model.encoded_size);
+        if (safe_atou32(q, &iteration) < 0)
+                return http_reply_error(req, 400, "Invalid iteration '%s': expected a number.", q);
+
+        r = m->store ? server_store_load_checkpoint(m->store, iteration, &c) : 0;
+        if (r < 0) {
+                log_warning_errno(r, "Failed to read the checkpoint of iteration %u from %s: %m", iteration,
+                                  m->store_path);
+                return http_reply_error(req, 500, "Failed to read the checkpoint of iteration %u.", iteration);
+        }
+        if (r == 0)
+                return http_reply_error(req, 404, "This server holds no model of iteration %u (its newest is "
+                                        "iteration %u).", iteration, m->model.iteration);
+        return http_reply(req, 200, FL_CONTENT_TYPE, c.model, c.size);
+}

@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdio.h>
+#include <string.h>
+
+#include "server-store.h"
+#include "store.h"
+#include "util.h"
+
+static const char *const migrations[] = {
+        /* saved orders the checkpoints by when they were written: a job started
+         * anew (newInstance) writes iteration 1 after iteration 20 of the last
+         * one, and the newest is the one to keep and to restore. */
+        "CREATE TABLE checkpoints ("
+        "  iteration INTEGER PRIMARY KEY CHECK (iteration >= 0),"
+        "  model BLOB NOT NULL,"
+        "  checksum TEXT NOT NULL,"
+        "  created_ms INTEGER NOT NULL,"
+        "  saved INTEGER NOT NULL)",
+};
+
+void server_store_name(char ret[static SERVER_STORE_NAME_MAX], uint16_t port) {
+        snprintf(ret, SERVER_STORE_NAME_MAX, "server-%u.db", port);
+}
+
+int server_store_open(sqlite3 **ret, const char *path) {
+        return store_open(ret, path, migrations, ELEMENTSOF(migrations));
+}
+
+void checkpoint_done(Checkpoint *c) {
+        free(c->model);
+        *c = (Checkpoint) {};
+}
+
+static int save_locked(sqlite3 *db, uint32_t iteration, const uint8_t *model, size_t size, const char *checksum,
+                       uint32_t keep) {
+        _cleanup_stmt_ sqlite3_stmt *ins = NULL, *del = NULL;
+        int r;
+
+        r = store_prepare(db, &ins, "INSERT INTO checkpoints (iteration, model, checksum, created_ms, saved) "
+                                    "VALUES (?, ?, ?, ?, (SELECT COALESCE(MAX(saved), 0) + 1 FROM checkpoints)) "
+                                    "ON CONFLICT(iteration) DO UPDATE SET model = excluded.model, "
+                                    "checksum = excluded.checksum, created_ms = excluded.created_ms, "
+                                    "saved = excluded.saved");
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(ins, 1, iteration);
+        sqlite3_bind_blob64(ins, 2, model, size, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 3, checksum, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 4, (sqlite3_int64) now_msec_realtime());
+        r = store_errno(sqlite3_step(ins));
+        if (r < 0)
+                return r;
+
+        r = store_prepare(db, &del, "DELETE FROM checkpoints WHERE iteration NOT IN "
+                                    "(SELECT iteration FROM checkpoints ORDER BY saved DESC LIMIT ?)");
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(del, 1, keep);
+        return store_errno(sqlite3_step(del));
+}
+
+int server_store_save_checkpoint(sqlite3 *db, uint32_t iteration, const uint8_t *model, size_t size,
+                                 const char *checksum, uint32_t keep) {
+        int r;
+
+        if (!db || !model || size == 0 || !checksum || keep == 0)
+                return -EINVAL;
+
+        r = store_begin(db);
+        if (r < 0)
+                return r;
+        r = save_locked(db, iteration, model, size, checksum, keep);
+        if (r < 0) {
+                store_rollback(db);
+                return r;
+        }
+        return store_commit(db);
+}
+
+int server_store_rollback(sqlite3 *db, uint32_t drop, uint32_t iteration, const uint8_t *model, size_t size,
+                          const char *checksum, uint32_t keep) {
+        _cleanup_stmt_ sqlite3_stmt *del = NULL;
+        int r;
+
+        if (!db || !model || size == 0 || !checksum || keep == 0)
+                return -EINVAL;
+
+        r = store_begin(db);
+        if (r < 0)
+                return r;
+        r = store_prepare(db, &del, "DELETE FROM checkpoints WHERE iteration = ?");
+        if (r >= 0) {
+                sqlite3_bind_int64(del, 1, drop);
+                r = store_errno(sqlite3_step(del));
+        }
+        /* Written again, so that it is the newest even if keep had pruned it. */
+        if (r >= 0)
+                r = save_locked(db, iteration, model, size, checksum, keep);
+        if (r < 0) {
+                store_rollback(db);
+                return r;
+        }
+        return store_commit(db);
+}
+
+static int load_row(sqlite3_stmt *st, Checkpoint *ret) {
+        _cleanup_(checkpoint_done) Checkpoint c = {};
+        sqlite3_int64 iteration, created;
+        const char *checksum;
+        const void *blob;
+        int rc, n;
+
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                return 0;
+        if (rc != SQLITE_ROW)
+                return store_errno(rc);
+
+        iteration = sqlite3_column_int64(st, 0);
+        blob = sqlite3_column_blob(st, 1);
+        n = sqlite3_column_bytes(st, 1);
+        checksum = (const char *) sqlite3_column_text(st, 2);
+        created = sqlite3_column_int64(st, 3);
+        /* Our own file, but a damaged one must not become a model. */
+        if (iteration < 0 || iteration > UINT32_MAX || !blob || n <= 0 || !checksum ||
+            strlen(checksum) >= sizeof c.checksum || created < 0)
+                return -EUCLEAN;
+
+        /* A copy: SQLite's buffer is neither ours to keep nor aligned for the reader. */
+        c.model = malloc((size_t) n);
+        if (!c.model)
+                return -ENOMEM;
+        memcpy(c.model, blob, (size_t) n);
+        c.size = (size_t) n;
+        c.iteration = (uint32_t) iteration;
+        c.created_ms = (uint64_t) created;
+        strcpy(c.checksum, checksum);
+
+        *ret = c;
+        c = (Checkpoint) {};
+        return 1;
+}
+
+int server_store_load_newest(sqlite3 *db, Checkpoint *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_prepare(db, &st, "SELECT iteration, model, checksum, created_ms FROM checkpoints "
+                                   "ORDER BY saved DESC LIMIT 1");
+        if (r < 0)
+                return r;
+        return load_row(st, ret);
+}
+
+int server_store_load_checkpoint(sqlite3 *db, uint32_t iteration, Checkpoint *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_prepare(db, &st, "SELECT iteration, model, checksum, created_ms FROM checkpoints "
+                                   "WHERE iteration = ?");
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(st, 1, iteration);
+        return load_row(st, ret);
+}
+
+int server_store_list_checkpoints(sqlite3 *db, uint32_t **ret, size_t *ret_n) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        _cleanup_free_ uint32_t *list = NULL;
+        size_t n = 0, allocated = 0;
+        int rc, r;
+
+        r = store_prepare(db, &st, "SELECT iteration FROM checkpoints ORDER BY saved DESC");
+        if (r < 0)
+                return r;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                sqlite3_int64 it = sqlite3_column_int64(st, 0);
+
+                if (it < 0 || it > UINT32_MAX)
+                        return -EUCLEAN;
+                if (n == allocated) {
+                        uint32_t *p;
+
+                        allocated = MAX(allocated * 2, (size_t) 8);
+                        p = realloc(list, allocated * sizeof(uint32_t));
+                        if (!p)
+                                return -ENOMEM;
+                        list = p;
+                }
+                list[n++] = (uint32_t) it;
+        }
+        if (rc != SQLITE_DONE)
+                return store_errno(rc);
+
+        *ret = TAKE_PTR(list);
+        *ret_n = n;
+        return 0;
+}

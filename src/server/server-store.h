@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "macro.h"
+#include "model.h"
+
+/* The server's database, one per server: server-<port>.db in the state
+ * directory. It holds the model checkpoints: the model each finished
+ * iteration produced, as FeatureMapList bytes, the newest `checkpoint_keep`
+ * of them. A checkpoint is committed (synchronous=FULL) before the server
+ * tells the scheduler it holds the model. The schema moves by migrations,
+ * so the recovery state (an update log) is a later migration beside it. */
+
+#define SERVER_STORE_NAME_MAX 64
+
+/* "server-<port>.db" */
+void server_store_name(char ret[static SERVER_STORE_NAME_MAX], uint16_t port);
+int server_store_open(sqlite3 **ret, const char *path);
+
+typedef struct Checkpoint {
+        uint32_t iteration;
+        uint8_t *model;                 /* FeatureMapList bytes, malloc()ed (so 4-byte aligned) */
+        size_t size;
+        char checksum[MODEL_CHECKSUM_STRING_MAX];
+        uint64_t created_ms;            /* Unix ms */
+} Checkpoint;
+
+void checkpoint_done(Checkpoint *c);
+
+/* Stores the model of an iteration (replacing one of the same iteration) and
+ * deletes all but the newest `keep` checkpoints, in one transaction. Newest
+ * means last written, which is also the highest iteration unless a job was
+ * started anew. */
+int server_store_save_checkpoint(sqlite3 *db, uint32_t iteration, const uint8_t *model, size_t size,
+                                 const char *checksum, uint32_t keep);
+/* Undoes a checkpoint the scheduler did not commit (its iteration was
+ * abandoned after this server aggregated it): deletes `drop` and writes the
+ * model of `iteration` again as the newest, in one transaction. */
+int server_store_rollback(sqlite3 *db, uint32_t drop, uint32_t iteration, const uint8_t *model, size_t size,
+                          const char *checksum, uint32_t keep);
+/* 1 and the checkpoint, or 0 when there is none (of that iteration). */
+int server_store_load_newest(sqlite3 *db, Checkpoint *ret);
+int server_store_load_checkpoint(sqlite3 *db, uint32_t iteration, Checkpoint *ret);
+/* The iterations held, last written first (malloc()ed; NULL when none). */
+int server_store_list_checkpoints(sqlite3 *db, uint32_t **ret, size_t *ret_n);

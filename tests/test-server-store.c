@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "fl-model-io.h"
+#include "server-store.h"
+#include "store.h"
+#include "util.h"
+
+typedef struct Fixture {
+        char dir[64];
+        char path[128];
+} Fixture;
+
+static int setup(void **state) {
+        Fixture *f = calloc(1, sizeof *f);
+
+        if (!f)
+                return -1;
+        strcpy(f->dir, "/tmp/test-server-store-XXXXXX");
+        if (!mkdtemp(f->dir))
+                return -1;
+        snprintf(f->path, sizeof f->path, "%s/server-6668.db", f->dir);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        Fixture *f = *state;
+        char cmd[128];
+
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+        if (system(cmd) != 0)
+                return -1;
+        free(f);
+        return 0;
+}
+
+/* A model whose values say which iteration it is, encoded. */
+static void model_bytes(uint32_t iteration, uint8_t **ret, size_t *ret_size, char checksum[static MODEL_CHECKSUM_STRING_MAX]) {
+        static const char *const names[] = { "fc.weight", "fc.bias" };
+        static const size_t sizes[] = { 6, 2 };
+        _cleanup_(model_freep) Model *m = NULL;
+
+        assert_int_equal(model_new(&m, names, sizes, 2), 0);
+        for (size_t i = 0; i < 6; i++)
+                m->tensors[0].data[i] = (float) iteration + (float) i / 8;
+        m->tensors[1].data[1] = -(float) iteration;
+        model_checksum_string(m, checksum);
+        assert_int_equal(fl_model_encode(m, ret, ret_size), 0);
+}
+
+static void save(sqlite3 *db, uint32_t iteration, uint32_t keep) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        char checksum[MODEL_CHECKSUM_STRING_MAX];
+        size_t size;
+
+        model_bytes(iteration, &buf, &size, checksum);
+        assert_int_equal(server_store_save_checkpoint(db, iteration, buf, size, checksum, keep), 0);
+}
+
+static void test_name(void **state) {
+        char name[SERVER_STORE_NAME_MAX];
+
+        server_store_name(name, 6669);
+        assert_string_equal(name, "server-6669.db");
+}
+
+static void test_empty(void **state) {
+        Fixture *f = *state;
+        _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
+        _cleanup_free_ uint32_t *list = NULL;
+        Checkpoint c = {};
+        size_t n = 99;
+
+        assert_int_equal(server_store_open(&db, f->path), 0);
+        assert_int_equal(server_store_load_newest(db, &c), 0);
+        assert_int_equal(server_store_load_checkpoint(db, 1, &c), 0);
+        assert_null(c.model);
+        assert_int_equal(server_store_list_checkpoints(db, &list, &n), 0);
+        assert_int_equal(n, 0);
+}
+
+static void test_keep_newest(void **state) {
+        Fixture *f = *state;
+        _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
+        _cleanup_free_ uint32_t *list = NULL;
+        _cleanup_(checkpoint_done) Checkpoint c = {};
+        _cleanup_(model_freep) Model *m = NULL;
+        _cleanup_free_ uint8_t *expected = NULL;
+        char checksum[MODEL_CHECKSUM_STRING_MAX];
+        size_t n, size;
+
+        assert_int_equal(server_store_open(&db, f->path), 0);
+        for (uint32_t i = 1; i <= 5; i++)
+                save(db, i, 3);
+        assert_int_equal(server_store_list_checkpoints(db, &list, &n), 0);
+        assert_int_equal(n, 3);
+        assert_int_equal(list[0], 5);
+        assert_int_equal(list[1], 4);
+        assert_int_equal(list[2], 3);
+
+        assert_int_equal(server_store_load_checkpoint(db, 2, &c), 0);
+        assert_int_equal(server_store_load_newest(db, &c), 1);
+        assert_int_equal(c.iteration, 5);
+        assert_true(c.created_ms > 0 && c.created_ms <= now_msec_realtime());
+        model_bytes(5, &expected, &size, checksum);
+        assert_int_equal(c.size, size);
+        assert_memory_equal(c.model, expected, size);
+        assert_string_equal(c.checksum, checksum);
+        assert_int_equal((uintptr_t) c.model % 4, 0);
+        assert_int_equal(fl_model_decode(c.model, c.size, &m), 0);
+        assert_true(m->tensors[1].data[1] == -5.0f);
+        checkpoint_done(&c);
+
+        assert_int_equal(server_store_load_checkpoint(db, 4, &c), 1);
+        assert_int_equal(c.iteration, 4);
+        checkpoint_done(&c);
+
+        /* A smaller keep prunes in the same save. */
+        save(db, 6, 1);
+        free(list);
+        list = NULL;
+        assert_int_equal(server_store_list_checkpoints(db, &list, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(list[0], 6);
+}
+
+/* A job started anew writes low iterations after high ones: the last written is the newest. */
+static void test_new_job(void **state) {
+        Fixture *f = *state;
+        _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
+        _cleanup_(checkpoint_done) Checkpoint c = {};
+        _cleanup_free_ uint32_t *list = NULL;
+        size_t n;
+
+        assert_int_equal(server_store_open(&db, f->path), 0);
+        for (uint32_t i = 18; i <= 20; i++)
+                save(db, i, 3);
+        save(db, 1, 3);
+        assert_int_equal(server_store_load_newest(db, &c), 1);
+        assert_int_equal(c.iteration, 1);
+        save(db, 2, 3);
+        assert_int_equal(server_store_list_checkpoints(db, &list, &n), 0);
+        assert_int_equal(n, 3);
+        assert_int_equal(list[0], 2);
+        assert_int_equal(list[1], 1);
+        assert_int_equal(list[2], 20);
+}
+
+static void test_replace_and_reopen(void **state) {
+        Fixture *f = *state;
+        _cleanup_(checkpoint_done) Checkpoint c = {};
+        sqlite3 *db = NULL;
+        uint8_t junk[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+
+        assert_int_equal(server_store_open(&db, f->path), 0);
+        save(db, 7, 3);
+        /* The same iteration again (an aggregation repeated after a restart) replaces it. */
+        assert_int_equal(server_store_save_checkpoint(db, 7, junk, sizeof junk, "0123456789abcdef", 3), 0);
+        assert_int_equal(server_store_save_checkpoint(db, 8, junk, 0, "x", 3), -EINVAL);
+        assert_int_equal(server_store_save_checkpoint(db, 8, junk, sizeof junk, "x", 0), -EINVAL);
+        sqlite3_close_v2(db);
+
+        /* Committed: another open (a restarted server) sees it. */
+        assert_int_equal(server_store_open(&db, f->path), 0);
+        assert_int_equal(server_store_load_newest(db, &c), 1);
+        assert_int_equal(c.iteration, 7);
+        assert_int_equal(c.size, sizeof junk);
+        assert_string_equal(c.checksum, "0123456789abcdef");
+        sqlite3_close_v2(db);
+}
+
+static void test_schema_version(void **state) {
+        Fixture *f = *state;
+        _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        assert_int_equal(server_store_open(&db, f->path), 0);
+        assert_int_equal(store_prepare(db, &st, "PRAGMA user_version"), 0);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_int_equal(sqlite3_column_int(st, 0), 1);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_name),
+                cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_keep_newest, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_new_job, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_replace_and_reopen, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
