@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "fl-bus.h"
+#include "json-util.h"
 #include "log.h"
 #include "scheduler-manager.h"
 
@@ -125,6 +126,56 @@ static int bus_property_iteration(sd_bus *bus, const char *path, const char *int
         return sd_bus_message_append(reply, "u", m->iteration.number);
 }
 
+static int bus_new_instance(sd_bus_message *call, void *userdata, sd_bus_error *error) {
+        _cleanup_(json_object_putp) json_object *params = NULL;
+        Manager *m = userdata;
+        const char *text;
+        char msg[256];
+        int r;
+
+        r = sd_bus_message_read(call, "s", &text);
+        if (r < 0)
+                return r;
+        if (json_parse_object(text, strlen(text), &params) < 0)
+                return sd_bus_error_set(error, FL_BUS_ERROR_INVALID,
+                                        "The request body must be a JSON object of hyper-parameters.");
+        r = instance_new(m, params, msg, sizeof msg);
+        if (r == -EBUSY)
+                return sd_bus_error_set(error, FL_BUS_ERROR_NOT_READY, msg);
+        if (r < 0)
+                return sd_bus_error_set(error, FL_BUS_ERROR_INVALID, msg);
+        return sd_bus_reply_method_return(call, "b", 1);
+}
+
+static int bus_query_instance(sd_bus_message *call, void *userdata, sd_bus_error *error) {
+        _cleanup_(json_object_putp) json_object *o = instance_query(userdata);
+
+        return sd_bus_reply_method_return(call, "s", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+}
+
+static int bus_set_enabled(sd_bus_message *call, Manager *m, bool enable, sd_bus_error *error) {
+        char msg[256];
+
+        if (instance_set_enabled(m, enable, msg, sizeof msg) < 0)
+                return sd_bus_error_set(error, SD_BUS_ERROR_FAILED, msg);
+        return sd_bus_reply_method_return(call, NULL);
+}
+
+static int bus_enable(sd_bus_message *call, void *userdata, sd_bus_error *error) {
+        return bus_set_enabled(call, userdata, true, error);
+}
+
+static int bus_disable(sd_bus_message *call, void *userdata, sd_bus_error *error) {
+        return bus_set_enabled(call, userdata, false, error);
+}
+
+static int bus_property_fl_enabled(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        return sd_bus_message_append(reply, "b", !m->fl_disabled);
+}
+
 static const sd_bus_vtable scheduler_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("ClusterState", "s", bus_property_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
@@ -136,6 +187,13 @@ static const sd_bus_vtable scheduler_vtable[] = {
                                 bus_get_state, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Finish", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(susu)", stopped),
                                 bus_finish, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_PROPERTY("FlEnabled", "b", bus_property_fl_enabled, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_METHOD_WITH_ARGS("NewInstance", SD_BUS_ARGS("s", hyper_parameters_json), SD_BUS_RESULT("b", result),
+                                bus_new_instance, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("QueryInstance", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", instance_json),
+                                bus_query_instance, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("EnableFLS", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, bus_enable, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("DisableFLS", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, bus_disable, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("NodeJoined", SD_BUS_ARGS("s", node_id, "u", rank), 0),
         SD_BUS_SIGNAL_WITH_ARGS("NodeLeft", SD_BUS_ARGS("s", node_id, "u", rank, "s", reason), 0),
         SD_BUS_VTABLE_END,
@@ -163,7 +221,7 @@ void manager_bus_emit_state(Manager *m) {
         if (!m->bus)
                 return;
         (void) sd_bus_emit_properties_changed(m->bus, FL_BUS_PATH, FL_BUS_INTERFACE, "ClusterState", "ServerNum",
-                                              "Iteration", NULL);
+                                              "Iteration", "FlEnabled", NULL);
 }
 
 void manager_bus_emit_node(Manager *m, const Node *n, bool joined, const char *reason) {

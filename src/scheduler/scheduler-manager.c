@@ -335,6 +335,8 @@ static int manager_load(Manager *m) {
                 r = scheduler_store_clear_nodes(m->db);
                 if (r >= 0)
                         r = store_meta_set(m->db, "iteration", "0");
+                if (r >= 0)
+                        r = instance_reset(m);
                 if (r < 0)
                         return log_error_errno(r, "Failed to reset %s: %m", m->db_path);
                 return scheduler_store_save_cluster(m->db, CLUSTER_STARTING, m->registry.server_num);

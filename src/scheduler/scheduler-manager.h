@@ -43,6 +43,9 @@ typedef struct Manager {
 
         /* The training job and its current iteration (scheduler-training.c). */
         Job job;
+        Job pending_job;                /* newInstance: from the next boundary on */
+        bool has_pending_job;
+        bool fl_disabled;               /* disableFLS */
         Iteration iteration;
         sd_event_source *iteration_timer;
         /* A running aggregation: the ring, who has answered, with what. */
@@ -96,6 +99,20 @@ int training_handle_update(Manager *m, Link *l, json_object *msg);
 int training_handle_aggregate_done(Manager *m, Link *l, json_object *msg);
 /* A server of the ring went away during aggregation. */
 void training_on_node_lost(Manager *m, Node *n);
+
+void training_on_enabled(Manager *m);
+/* Starts a staged new instance now if the job is between iterations. */
+void training_apply_pending(Manager *m);
+
+/* scheduler-instance.c */
+int job_apply_json(Job *job, const Job *base, json_object *o, bool only_instance_keys, char *error, size_t size);
+int instance_setup(Manager *m);
+int instance_reset(Manager *m);
+/* Moves a staged new instance into force; true if there was one. */
+bool instance_take_pending(Manager *m);
+int instance_new(Manager *m, json_object *params, char *error, size_t size);
+json_object *instance_query(Manager *m);
+int instance_set_enabled(Manager *m, bool enable, char *error, size_t size);
 
 /* scheduler-bus.c */
 int manager_bus_setup(Manager *m);

@@ -91,10 +91,62 @@ int manager_rest_finish_reply(Manager *m, HttpRequest *req) {
         return http_reply_json(req, 200, o);
 }
 
+static int rest_post_new_instance(HttpRequest *req, void *userdata) {
+        _cleanup_(json_object_putp) json_object *params = NULL, *o = NULL;
+        Manager *m = userdata;
+        const char *type = http_request_content_type(req);
+        const uint8_t *body;
+        char error[256];
+        size_t size;
+
+        body = http_request_body(req, &size);
+        if (type && !strneq(type, "application/json", strlen("application/json")))
+                return http_reply_error(req, 400, "The Content-Type must be application/json.");
+        if (json_parse_object((const char *) body, size, &params) < 0)
+                return http_reply_error(req, 400, "The request body must be a JSON object of hyper-parameters.");
+        if (instance_new(m, params, error, sizeof error) < 0)
+                return http_reply_error(req, 400, "%s", error);
+
+        o = reply_new("Start new instance successful.");
+        json_object_object_add(o, "result", json_object_new_boolean(true));
+        return http_reply_json(req, 200, o);
+}
+
+static int rest_get_query_instance(HttpRequest *req, void *userdata) {
+        _cleanup_(json_object_putp) json_object *o = reply_new("Query Instance successful.");
+
+        json_object_object_add(o, "result", instance_query(userdata));
+        return http_reply_json(req, 200, o);
+}
+
+static int rest_set_enabled(HttpRequest *req, Manager *m, bool enable) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        char error[256];
+
+        if (request_check_json(req) < 0)
+                return 0;
+        if (instance_set_enabled(m, enable, error, sizeof error) < 0)
+                return http_reply_error(req, 500, "%s", error);
+        o = reply_new(enable ? "start enabling FL-Server successful." : "start disabling FL-Server successful.");
+        return http_reply_json(req, 200, o);
+}
+
+static int rest_post_enable(HttpRequest *req, void *userdata) {
+        return rest_set_enabled(req, userdata, true);
+}
+
+static int rest_post_disable(HttpRequest *req, void *userdata) {
+        return rest_set_enabled(req, userdata, false);
+}
+
 static const HttpRoute routes[] = {
         { "GET", "/nodes", rest_get_nodes },
         { "GET", "/state", rest_get_state },
         { "POST", "/finish", rest_post_finish },
+        { "POST", "/newInstance", rest_post_new_instance },
+        { "GET", "/queryInstance", rest_get_query_instance },
+        { "POST", "/enableFLS", rest_post_enable },
+        { "POST", "/disableFLS", rest_post_disable },
 };
 
 int manager_rest_setup(Manager *m) {

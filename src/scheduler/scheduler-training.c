@@ -46,7 +46,7 @@ static int training_save(Manager *m) {
 static void training_arm_timer(Manager *m) {
         uint64_t deadline = iteration_next_deadline(&m->iteration);
 
-        if (m->iteration.number == 0 || deadline == UINT64_MAX) {
+        if (m->iteration.number == 0 || deadline == UINT64_MAX || m->fl_disabled) {
                 (void) sd_event_source_set_enabled(m->iteration_timer, SD_EVENT_OFF);
                 return;
         }
@@ -94,7 +94,11 @@ static void training_next(Manager *m, uint32_t abandoned) {
         uint32_t done = m->iteration.number;
 
         training_ring_clear(m);
-        if (done >= m->job.fl_iteration_num) {
+        if (instance_take_pending(m)) {
+                iteration_begin(&m->iteration, &m->job, 1, now_msec_realtime());
+                log_iteration(LOG_NOTICE, 1, "New instance of %s: %u iterations, %u devices per iteration; the count restarts at 1.",
+                              m->job.fl_name, m->job.fl_iteration_num, m->job.start_fl_job_threshold);
+        } else if (done >= m->job.fl_iteration_num) {
                 iteration_finish_job(&m->iteration);
                 log_iteration(LOG_NOTICE, done, "The training job %s finished after %u iterations.",
                               m->job.fl_name, done);
@@ -143,6 +147,9 @@ int training_setup(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Invalid fl_name: %m");
         iteration_init(&m->iteration);
+        r = instance_setup(m);
+        if (r < 0)
+                return r;
 
         r = sd_event_add_time(m->event, &m->iteration_timer, CLOCK_REALTIME, UINT64_MAX, 0,
                               training_on_iteration_timer, m);
@@ -199,7 +206,7 @@ void training_on_state(Manager *m) {
 /* ---- requests from the servers ---- */
 
 static const char *training_gate(Manager *m) {
-        if (m->iteration.phase == ITERATION_FINISHED && m->iteration.number > 0)
+        if (m->fl_disabled || (m->iteration.phase == ITERATION_FINISHED && m->iteration.number > 0))
                 return "disabled";
         if (m->state != CLUSTER_READY || m->iteration.number == 0)
                 return "safemode";
@@ -373,6 +380,43 @@ int training_handle_aggregate_done(Manager *m, Link *l, json_object *msg) {
                       iteration, m->iteration.n_updated, m->iteration.data_size_updated, m->ring_checksum);
         training_next(m, 0);
         return 0;
+}
+
+void training_apply_pending(Manager *m) {
+        uint32_t n = m->iteration.number;
+
+        if (n == 0) {
+                /* Not started yet: it simply is the job. */
+                (void) instance_take_pending(m);
+                return;
+        }
+        if (m->iteration.phase != ITERATION_FINISHED)
+                return;  /* at the end of the running iteration */
+        training_next(m, 0);
+}
+
+void training_on_enabled(Manager *m) {
+        uint32_t n = m->iteration.number;
+
+        if (n == 0 || m->iteration.phase == ITERATION_FINISHED) {
+                manager_bus_emit_state(m);
+                return;
+        }
+        if (m->fl_disabled) {
+                /* Nothing runs out while disabled; the devices hear "disabled". */
+                training_ring_clear(m);
+                training_arm_timer(m);
+                manager_bus_emit_state(m);
+                return;
+        }
+        /* Enabled again: the interrupted iteration starts over with fresh windows
+         * and no devices, and the servers drop what they had summed for it. */
+        iteration_begin(&m->iteration, &m->job, n, now_msec_realtime());
+        log_iteration(LOG_NOTICE, n, "Iteration %u starts over after the job was enabled again.", n);
+        (void) training_save(m);
+        training_arm_timer(m);
+        training_broadcast(m, NULL, n);
+        manager_bus_emit_state(m);
 }
 
 void training_on_node_lost(Manager *m, Node *n) {

@@ -101,67 +101,100 @@ void conf_done(FlConfig *c) {
                 }
 }
 
-static int option_set_string(FlConfig *c, const ConfOption *o, const char *value) {
+/* The setters say what is wrong in error (no logging): the command line and
+ * the configuration file log it, the management API answers it. */
+#define REFUSE(r, ...) (snprintf(error, size, __VA_ARGS__), (r))
+
+static int option_set_string(FlConfig *c, const ConfOption *o, const char *value, char *error, size_t size) {
         char **p = (char **) ((uint8_t *) c + o->offset);
         char *copy;
 
-        if (streq(o->name, "node_id") && !node_id_is_valid(value))
-                return log_error_errno(-EINVAL, "Invalid value for %s: '%s' (use 1-127 letters, digits or -_.:@).",
-                                       o->name, value);
-        if (streq(o->name, "log_level") && log_parse_level(value) < 0)
-                return log_error_errno(-EINVAL, "Invalid value for %s: '%s'.", o->name, value);
         if (isempty(value))
-                return log_error_errno(-EINVAL, "Invalid value for %s: must not be empty.", o->name);
+                return REFUSE(-EINVAL, "Invalid value for %s: must not be empty.", o->name);
+        if (streq(o->name, "node_id") && !node_id_is_valid(value))
+                return REFUSE(-EINVAL, "Invalid value for %s: '%s' (use 1-127 letters, digits or -_.:@).", o->name, value);
+        if (streq(o->name, "log_level") && log_parse_level(value) < 0)
+                return REFUSE(-EINVAL, "Invalid value for %s: '%s'.", o->name, value);
 
         copy = strdup(value);
         if (!copy)
-                return log_oom();
+                return REFUSE(-ENOMEM, "Out of memory.");
         free(*p);
         *p = copy;
         return 0;
 }
 
-static int option_set_u32(FlConfig *c, const ConfOption *o, uint64_t v) {
+static int option_set_u32(FlConfig *c, const ConfOption *o, uint64_t v, char *error, size_t size) {
         if (v < o->min || v > o->max) {
                 if (streq(o->name, "worker_num"))
-                        return log_error_errno(-ERANGE, "The worker_num must be 0: workers are not supported.");
-                return log_error_errno(-ERANGE, "Invalid value for %s: %" PRIu64 " is outside %u..%u.",
-                                       o->name, v, o->min, o->max);
+                        return REFUSE(-ERANGE, "The worker_num must be 0: workers are not supported.");
+                return REFUSE(-ERANGE, "Invalid value for %s: %" PRIu64 " is outside %u..%u.", o->name, v, o->min, o->max);
         }
         *(uint32_t *) ((uint8_t *) c + o->offset) = (uint32_t) v;
         return 0;
 }
 
-static int option_set_double(FlConfig *c, const ConfOption *o, double v) {
+static int option_set_double(FlConfig *c, const ConfOption *o, double v, char *error, size_t size) {
         if (!(v > o->min && v <= o->max))
-                return log_error_errno(-ERANGE, "Invalid value for %s: %g is outside (%u, %u].",
-                                       o->name, v, o->min, o->max);
+                return REFUSE(-ERANGE, "Invalid value for %s: %g is outside (%u, %u].", o->name, v, o->min, o->max);
         *(double *) ((uint8_t *) c + o->offset) = v;
         return 0;
 }
 
 int conf_set(FlConfig *c, const char *key, const char *value) {
         const ConfOption *o = option_find(key);
+        char error[256];
         uint64_t v;
         double d;
+        int r;
 
         if (!o)
                 return log_error_errno(-ENOENT, "Unknown option '%s'.", key);
         if (o->type == CONF_STRING)
-                return option_set_string(c, o, value);
-        if (o->type == CONF_DOUBLE) {
+                r = option_set_string(c, o, value, error, sizeof error);
+        else if (o->type == CONF_DOUBLE) {
                 if (safe_atod(value, &d) < 0)
                         return log_error_errno(-EINVAL, "Invalid value for %s: '%s' is not a number.", key, value);
-                return option_set_double(c, o, d);
+                r = option_set_double(c, o, d, error, sizeof error);
+        } else {
+                if (safe_atou64(value, &v) < 0)
+                        return log_error_errno(-EINVAL, "Invalid value for %s: '%s' is not a non-negative integer.", key, value);
+                r = option_set_u32(c, o, v, error, sizeof error);
         }
-        if (safe_atou64(value, &v) < 0)
-                return log_error_errno(-EINVAL, "Invalid value for %s: '%s' is not a non-negative integer.", key, value);
-        return option_set_u32(c, o, v);
+        if (r < 0)
+                return log_error_errno(r, "%s", error);
+        return 0;
+}
+
+int conf_apply_json_value(FlConfig *c, const char *key, json_object *value, char *error, size_t size) {
+        const ConfOption *o = option_find(key);
+
+        if (!o)
+                return REFUSE(-ENOENT, "Unknown key '%s'.", key);
+        if (streq(key, "config_file_path"))
+                return REFUSE(-EINVAL, "Key '%s': a configuration file cannot name another.", key);
+
+        if (o->type == CONF_STRING) {
+                if (!json_object_is_type(value, json_type_string))
+                        return REFUSE(-EINVAL, "The value of %s must be a string.", key);
+                return option_set_string(c, o, json_object_get_string(value), error, size);
+        }
+        if (o->type == CONF_DOUBLE) {
+                if (!json_object_is_type(value, json_type_double) && !json_object_is_type(value, json_type_int))
+                        return REFUSE(-EINVAL, "The value of %s must be a number.", key);
+                return option_set_double(c, o, json_object_get_double(value), error, size);
+        }
+        if (!json_object_is_type(value, json_type_int))
+                return REFUSE(-EINVAL, "The value of %s must be an integer.", key);
+        if (json_object_get_int64(value) < 0)
+                return REFUSE(-ERANGE, "The value of %s must not be negative.", key);
+        return option_set_u32(c, o, (uint64_t) json_object_get_int64(value), error, size);
 }
 
 int conf_apply_json_text(FlConfig *c, const char *text, const char *origin) {
         _cleanup_(json_object_putp) json_object *root = NULL;
         enum json_tokener_error jerr;
+        char error[256];
         int r;
 
         root = json_tokener_parse_verbose(text, &jerr);
@@ -171,33 +204,9 @@ int conf_apply_json_text(FlConfig *c, const char *text, const char *origin) {
                 return log_error_errno(-EINVAL, "Failed to parse %s: the top level must be a JSON object.", origin);
 
         json_object_object_foreach(root, key, value) {
-                const ConfOption *o = option_find(key);
-
-                if (!o)
-                        return log_error_errno(-ENOENT, "Unknown key '%s' in %s.", key, origin);
-                if (streq(key, "config_file_path"))
-                        return log_error_errno(-EINVAL, "Key '%s' in %s: a configuration file cannot name another.", key, origin);
-
-                if (o->type == CONF_STRING) {
-                        if (!json_object_is_type(value, json_type_string))
-                                return log_error_errno(-EINVAL, "Key '%s' in %s must be a string.", key, origin);
-                        r = option_set_string(c, o, json_object_get_string(value));
-                } else if (o->type == CONF_DOUBLE) {
-                        if (!json_object_is_type(value, json_type_double) && !json_object_is_type(value, json_type_int))
-                                return log_error_errno(-EINVAL, "Key '%s' in %s must be a number.", key, origin);
-                        r = option_set_double(c, o, json_object_get_double(value));
-                } else {
-                        int64_t v;
-
-                        if (!json_object_is_type(value, json_type_int))
-                                return log_error_errno(-EINVAL, "Key '%s' in %s must be an integer.", key, origin);
-                        v = json_object_get_int64(value);
-                        if (v < 0)
-                                return log_error_errno(-ERANGE, "Key '%s' in %s must not be negative.", key, origin);
-                        r = option_set_u32(c, o, (uint64_t) v);
-                }
+                r = conf_apply_json_value(c, key, value, error, sizeof error);
                 if (r < 0)
-                        return log_error_errno(r, "... in %s.", origin);
+                        return log_error_errno(r, "%s: %s", origin, error);
         }
         return 0;
 }
@@ -263,7 +272,7 @@ int conf_parse_argv(FlConfig *c, int argc, char *argv[], ConfRole role,
                         r = conf_load_file(c, optarg);
                         if (r < 0)
                                 return -EINVAL;
-                        r = option_set_string(c, &options[opt - ARG_CONF_BASE], optarg);
+                        r = conf_set(c, "config_file_path", optarg);
                         if (r < 0)
                                 return -EINVAL;
                 }

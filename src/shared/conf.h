@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdint.h>
+#include <json-c/json.h>
 #include <stdio.h>
 
 #include "macro.h"
@@ -67,6 +68,9 @@ void conf_done(FlConfig *c);
 
 /* Sets one key from its textual form, as given on the command line. */
 int conf_set(FlConfig *c, const char *key, const char *value);
+/* Sets one key from a JSON value, checking its type and range; on refusal a
+ * message naming the key is put in error (nothing is logged). */
+int conf_apply_json_value(FlConfig *c, const char *key, json_object *value, char *error, size_t size);
 /* Applies a JSON object, as found in a configuration file. */
 int conf_apply_json_text(FlConfig *c, const char *text, const char *origin);
 int conf_load_file(FlConfig *c, const char *path);

@@ -15,7 +15,14 @@
  *       pid; the scheduler itself last (role "SCHEDULER"). The scheduler
  *       exits once the reply is sent.
  *
+ *   NewInstance(s hyper_parameters_json) -> b
+ *       new hyper-parameters (REST /newInstance's body) from the next
+ *       iteration boundary on; the iteration count restarts at 1
+ *   QueryInstance() -> s     the job in force as JSON (REST /queryInstance)
+ *   EnableFLS(), DisableFLS()
+ *
  *   property ClusterState s (emits PropertiesChanged)
+ *   property FlEnabled b    (emits PropertiesChanged)
  *   property ServerNum u    (emits PropertiesChanged)
  *   property Iteration u    the current training iteration, 0 before the first
  *   signal NodeJoined(s node_id, u rank)
