@@ -299,15 +299,17 @@ def get(url, timeout=10):
     return http_request("GET", url, None, timeout)
 
 
-def post_raw(url, body, chunked=False, timeout=15):
+def post_raw(url, body, chunked=False, timeout=15, content_length=None):
     """POSTs body over a plain socket, tolerating a server that answers (e.g.
     413) and closes before the whole body is sent. With chunked, no
-    Content-Length is sent (Transfer-Encoding: chunked). Returns
+    Content-Length is sent (Transfer-Encoding: chunked); content_length
+    claims another length than the body's. Returns
     (status, content_type, body); status None when nothing came back."""
     u = urllib.parse.urlsplit(url)
     head = ["POST %s HTTP/1.1" % (u.path or "/"), "Host: %s" % u.netloc,
             "Content-Type: application/octet-stream", "Connection: close"]
-    head.append("Transfer-Encoding: chunked" if chunked else "Content-Length: %d" % len(body))
+    head.append("Transfer-Encoding: chunked" if chunked else
+                "Content-Length: %d" % (len(body) if content_length is None else content_length))
     data = ("\r\n".join(head) + "\r\n\r\n").encode()
     if chunked:
         step = 64 * 1024
@@ -317,6 +319,8 @@ def post_raw(url, body, chunked=False, timeout=15):
             parts.append(b"%x\r\n" % len(piece) + piece + b"\r\n")
         parts.append(b"0\r\n\r\n")
         data = b"".join(parts)
+    else:
+        data += body
     deadline = time.monotonic() + timeout
     try:
         s = socket.create_connection((u.hostname, u.port), timeout=timeout)
@@ -360,6 +364,38 @@ def post_raw(url, body, chunked=False, timeout=15):
         if k.strip().lower() == "content-type":
             ctype = v.strip()
     return status, ctype, rest
+
+
+class KeepAlive:
+    """One persistent HTTP/1.1 connection (as MindSpore's OkHttp clients
+    keep): rounds posted one after another on it."""
+
+    def __init__(self, base_url, proto, timeout=10):
+        u = urllib.parse.urlsplit(base_url)
+        self.proto = proto
+        self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+        self.sockets = set()
+
+    def call(self, round_name, body):
+        try:
+            self.conn.request("POST", "/" + round_name, body, {"Content-Type": "application/octet-stream"})
+            if self.conn.sock is not None:
+                self.sockets.add(self.conn.sock)
+            r = self.conn.getresponse()
+            raw = r.read()
+        except (OSError, http.client.HTTPException) as e:
+            rep = Reply(None, None, str(e).encode())
+            rep.error = str(e)
+            return rep
+        rep = Reply(r.status, r.getheader("Content-Type"), raw)
+        try:
+            rep.msg = self.proto.parse(round_name, raw)
+        except ProtoError as e:
+            rep.error = str(e)
+        return rep
+
+    def close(self):
+        self.conn.close()
 
 
 class Reply:

@@ -288,13 +288,31 @@ def main(t):
     expect(t, proto.update_model(B, name, "ghost", 1, poison), NOT_SELECTED,
            "updateModel from a device that never called startFLJob")
 
-    big = proto.request_update_model(name, "d2", 1, fl_proto.scale(INITIAL, 1.0)) + \
-        b"\0" * (MAX_REQUEST_MB * 1024 * 1024)
-    st, _, body = fl_proto.post_raw(A + "/updateModel", big)
-    t.check(st == 413, "updateModel with a %d-byte body (limit %d MiB, Content-Length) -> HTTP 413"
-            % (len(big), MAX_REQUEST_MB), (st, body[:200]))
-    st, _, body = fl_proto.post_raw(B + "/updateModel", big, chunked=True)
-    t.check(st == 413, "updateModel with a %d-byte chunked body (no Content-Length) -> HTTP 413" % len(big),
+    # The size limit, at the byte: trailing bytes after a buffer are allowed,
+    # so a body of exactly the limit is read (and refused for its iteration).
+    limit = MAX_REQUEST_MB * 1024 * 1024
+    late = proto.request_update_model(name, "d2", 5, poison)
+    at_limit = late + b"\0" * (limit - len(late))
+    for url, chunked in ((A, False), (B, True)):
+        how = "chunked" if chunked else "Content-Length"
+        st, _, body = fl_proto.post_raw(url + "/updateModel", at_limit, chunked=chunked)
+        retcode = None
+        if st == 200:
+            try:
+                retcode = proto.parse("updateModel", body)["retcode"]
+            except fl_proto.ProtoError:
+                pass
+        t.check(st == 200 and retcode == OUT_OF_TIME, "updateModel with a body of exactly the limit (%d bytes, %s) "
+                "is read: -> OutOfTime for its iteration 5" % (limit, how), (st, retcode, body[:200]))
+    big = proto.request_update_model(name, "d2", 1, fl_proto.scale(INITIAL, 1.0)) + b"\0" * limit
+    for url, chunked, size in ((A, False, limit + 1), (B, True, limit + 1), (A, False, len(big)),
+                               (B, True, len(big))):
+        how = "chunked" if chunked else "Content-Length"
+        st, _, body = fl_proto.post_raw(url + "/updateModel", big[:size], chunked=chunked)
+        t.check(st == 413, "updateModel with a %d-byte body (limit %d MiB, %s) -> HTTP 413"
+                % (size, MAX_REQUEST_MB, how), (st, body[:200]))
+    st, _, body = fl_proto.post_raw(A + "/updateModel", late, content_length=10 << 30, timeout=5)
+    t.check(st == 413, "updateModel announcing Content-Length 10 GiB -> HTTP 413 before the body is read",
             (st, body[:200]))
 
     sums = [s.get("updates") for s in tc.server_states()]
@@ -323,6 +341,19 @@ def main(t):
     body = proto.request_push_metrics(0.5, 0.5)[:6]
     expect(t, proto.call(A, "pushMetrics", body), REQUEST_ERROR, "pushMetrics with a truncated buffer")
     expect(t, proto.call(B, "getModel", rng.randbytes(50)), REQUEST_ERROR, "getModel with random bytes")
+
+    # Rounds one after another on one persistent connection, the deferred
+    # answers (the scheduler is asked) included.
+    ka = fl_proto.KeepAlive(A, proto)
+    for rnd, body, want in (("getModel", proto.request_get_model(name, 1), SUC_NOT_READY),
+                            ("updateModel", b"garbage", REQUEST_ERROR),
+                            ("startFLJob", proto.request_fl_job(name, "d3", 0, 60), SUCCEED),
+                            ("updateModel", proto.request_update_model(name, "d4", 1, poison), NOT_SELECTED),
+                            ("updateModel", proto.request_update_model(name, "d1", 1, poison), REPEAT_REQUEST),
+                            ("pushMetrics", proto.request_push_metrics(0.25, 0.25), SUCCEED)):
+        expect(t, ka.call(rnd, body), want, "keep-alive connection: %s" % rnd)
+    t.check(len(ka.sockets) == 1, "all 6 rounds went over one connection", len(ka.sockets))
+    ka.close()
 
     expect(t, proto.update_model(B, name, "d3", 1, up["d3"], unknown_ints={9: 7, 11: 12345}), SUCCEED,
            "updateModel d3 on B with two fields past the schema (as a newer client appends): the third update")

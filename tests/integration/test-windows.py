@@ -194,7 +194,8 @@ def global_window(t, proto):
     t0 = time.monotonic()
     ok = tc.wait_iteration(1, phase="FINISHED", timeout=3 + SLACK)
     t.require(ok, "[global window] global_iteration_time_window (3000 ms) abandons iteration 1 and, as it was "
-              "the last, the job is FINISHED (waited %.1fs)" % (time.monotonic() - t0), (tc.state(), tc.server_states()))
+              "the last, the job is FINISHED (waited %.1fs)" % (time.monotonic() - t0),
+              (tc.state(), tc.server_states()))
     t.check(harness.wait_until(lambda: "global_iteration_time_window" in tc.c.scheduler.log(), 5),
             "[global window] the scheduler logs the global window as the reason", tc.c.scheduler.tail(5))
     ms = tc.models()
