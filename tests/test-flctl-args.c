@@ -94,6 +94,38 @@ static void test_verb_find(void **state) {
         assert_int_equal(v->timeout_usec, 60 * USEC_PER_SEC);
 }
 
+static void test_model_get(void **state) {
+        const Verb *v = NULL;
+        FlctlOptions o;
+        int idx;
+
+        /* -o and --iteration may stand anywhere, like every option. */
+        assert_int_equal(PARSE(&o, &idx, "model", "get", "-o", "final.fl"), 1);
+        assert_string_equal(o.output, "final.fl");
+        assert_int_equal(o.iteration, -1);
+        assert_int_equal(PARSE(&o, &idx, "--iteration=3", "model", "get", "--output=m.safetensors"), 1);
+        assert_int_equal(o.iteration, 3);
+        assert_string_equal(o.output, "m.safetensors");
+        assert_int_equal(PARSE(&o, &idx, "model", "get", "--iteration=-1", "-o", "x"), -EINVAL);
+        assert_int_equal(PARSE(&o, &idx, "model", "get", "--iteration=three", "-o", "x"), -EINVAL);
+        assert_int_equal(PARSE(&o, &idx, "model", "get", "-o"), -EINVAL);
+        assert_int_equal(PARSE(&o, &idx, "model", "get", "-o", ""), -EINVAL);
+
+        assert_int_equal(verb_find(2, (char *[]) { "model", "get", NULL }, &v), 0);
+        assert_string_equal(v->name, "model");
+        assert_string_equal(v->sub, "get");
+        assert_int_equal(verb_find(1, (char *[]) { "model", NULL }, &v), -EINVAL);
+        assert_int_equal(verb_find(2, (char *[]) { "model", "put", NULL }, &v), -EINVAL);
+        assert_int_equal(verb_find(3, (char *[]) { "model", "get", "extra", NULL }, &v), -EINVAL);
+
+        /* Without -o it is a usage error, before any connection. */
+        assert_int_equal(verb_find(2, (char *[]) { "model", "get", NULL }, &v), 0);
+        assert_int_equal(PARSE(&o, &idx, "model", "get"), 1);
+        assert_int_equal(verb_check_options(v, &o), -EINVAL);
+        assert_int_equal(PARSE(&o, &idx, "model", "get", "-o", "f"), 1);
+        assert_int_equal(verb_check_options(v, &o), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_defaults),
@@ -101,6 +133,7 @@ int main(void) {
                 cmocka_unit_test(test_help_and_version),
                 cmocka_unit_test(test_usage_errors),
                 cmocka_unit_test(test_verb_find),
+                cmocka_unit_test(test_model_get),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,6 +19,8 @@ static void help(void) {
                "  nodes                 List the nodes, sorted by rank\n"
                "  state                 Show the cluster state\n"
                "  finish                Stop every server, then the scheduler\n"
+               "  model get -o FILE     Download the global model from a server\n"
+               "                        (FILE.safetensors: in the safetensors format)\n"
                "\n"
                "Options:\n"
                "  -h --help             Show this help and exit\n"
@@ -27,7 +29,9 @@ static void help(void) {
                "                        instead of D-Bus on the system bus\n"
                "     --json             Print JSON for scripts instead of text\n"
                "     --timeout=SEC      Wait at most SEC seconds for the scheduler\n"
-               "                        (default: 60 for finish, 10 otherwise)\n"
+               "                        (default: 60 for finish and model get, 10 otherwise)\n"
+               "  -o --output=FILE      model get: the file to write\n"
+               "     --iteration=N      model get: the model of iteration N, not the newest\n"
                "\n"
                "See the %1$s(1) man page for details.\n",
                program_invocation_short_name);
@@ -62,6 +66,7 @@ int parse_argv(int argc, char *argv[], FlctlOptions *ret, int *ret_verb_index) {
                 ARG_URL,
                 ARG_JSON,
                 ARG_TIMEOUT,
+                ARG_ITERATION,
         };
         static const struct option options[] = {
                 { "help",    no_argument,       NULL, 'h'         },
@@ -69,9 +74,12 @@ int parse_argv(int argc, char *argv[], FlctlOptions *ret, int *ret_verb_index) {
                 { "url",     required_argument, NULL, ARG_URL     },
                 { "json",    no_argument,       NULL, ARG_JSON    },
                 { "timeout", required_argument, NULL, ARG_TIMEOUT },
+                { "output",    required_argument, NULL, 'o'           },
+                { "iteration", required_argument, NULL, ARG_ITERATION },
                 {}
         };
-        FlctlOptions o = {};
+        FlctlOptions o = { .iteration = -1 };
+        uint32_t iteration;
         int c;
 
         /* 0, not 1: glibc then also forgets its state from an earlier parse
@@ -79,7 +87,7 @@ int parse_argv(int argc, char *argv[], FlctlOptions *ret, int *ret_verb_index) {
         optind = 0;
         /* Our own messages, through the log like every other error. */
         opterr = 0;
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":ho:", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         help();
@@ -101,6 +109,18 @@ int parse_argv(int argc, char *argv[], FlctlOptions *ret, int *ret_verb_index) {
                                 return log_error_errno(-EINVAL, "Invalid timeout '%s': expected seconds, "
                                                        "at least 0.001 and at most %.0f. See '%s --help'.",
                                                        optarg, TIMEOUT_SEC_MAX, program_invocation_short_name);
+                        break;
+                case 'o':
+                        if (isempty(optarg))
+                                return log_error_errno(-EINVAL, "Invalid output file ''. See '%s --help'.",
+                                                       program_invocation_short_name);
+                        o.output = optarg;
+                        break;
+                case ARG_ITERATION:
+                        if (safe_atou32(optarg, &iteration) < 0 || iteration > INT32_MAX)
+                                return log_error_errno(-EINVAL, "Invalid iteration '%s': expected a number. "
+                                                       "See '%s --help'.", optarg, program_invocation_short_name);
+                        o.iteration = iteration;
                         break;
                 case ':':
                         return log_error_errno(-EINVAL, "Option '%s' needs an argument. See '%s --help'.",

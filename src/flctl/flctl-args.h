@@ -10,6 +10,8 @@ typedef struct FlctlOptions {
         const char *url;                /* NULL: D-Bus on the system bus */
         bool json;
         uint64_t timeout_usec;          /* 0: the verb's own default */
+        const char *output;             /* -o: model get's file */
+        int64_t iteration;              /* --iteration; -1: the newest */
 } FlctlOptions;
 
 /* Global options may stand anywhere (`flctl nodes --json`), as with

@@ -166,3 +166,22 @@ int state_format_json(const char *state, char **ret) {
                 return -ENOMEM;
         return json_format(root, ret);
 }
+
+/* model get: what was written, from where. The URL and the path are ours
+ * (built from validated node fields, given on the command line). */
+int model_format_line(const char *path, const char *url, const Model *m, char **ret) {
+        return asprintf(ret, "Wrote the model from %s (%zu tensors, %zu parameters) to %s\n",
+                        url, m->n_tensors, model_total_size(m), path) < 0 ? -ENOMEM : 0;
+}
+
+int model_format_json(const char *path, const char *url, const Model *m, char **ret) {
+        _cleanup_(json_object_putp) json_object *root = json_object_new_object();
+
+        if (!root ||
+            json_add(root, "file", json_object_new_string(path)) < 0 ||
+            json_add(root, "url", json_object_new_string(url)) < 0 ||
+            json_add(root, "tensors", json_object_new_int64((int64_t) m->n_tensors)) < 0 ||
+            json_add(root, "parameters", json_object_new_int64((int64_t) model_total_size(m))) < 0)
+                return -ENOMEM;
+        return json_format(root, ret);
+}

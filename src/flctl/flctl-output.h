@@ -2,6 +2,7 @@
 #pragma once
 
 #include "flctl-reply.h"
+#include "model.h"
 
 /* What flctl prints, as strings (each ends in a newline) so that the unit
  * tests see exactly what an operator or a script would. The JSON keeps the
@@ -15,3 +16,6 @@ int stopped_format_lines(const NodeList *l, char **ret);
 int stopped_format_json(const NodeList *l, char **ret);
 
 int state_format_json(const char *state, char **ret);
+
+int model_format_line(const char *path, const char *url, const Model *m, char **ret);
+int model_format_json(const char *path, const char *url, const Model *m, char **ret);

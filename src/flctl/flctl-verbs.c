@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "flctl-model.h"
 #include "flctl-output.h"
 #include "flctl-verbs.h"
 #include "log.h"
@@ -9,6 +10,8 @@
 #define DEFAULT_TIMEOUT_USEC (10 * USEC_PER_SEC)
 /* Finish waits for every server to stop before the scheduler answers. */
 #define FINISH_TIMEOUT_USEC (60 * USEC_PER_SEC)
+/* A model may be tens of MB. */
+#define MODEL_TIMEOUT_USEC (60 * USEC_PER_SEC)
 
 static int verb_nodes(Backend *b, const FlctlOptions *o, int argc, char *argv[]) {
         _cleanup_(node_list_done) NodeList nodes = {};
@@ -60,10 +63,44 @@ static int verb_finish(Backend *b, const FlctlOptions *o, int argc, char *argv[]
         return 0;
 }
 
+static int check_model_get(const FlctlOptions *o) {
+        if (!o->output)
+                return log_error_errno(-EINVAL, "'model get' needs -o FILE. See '%s --help'.",
+                                       program_invocation_short_name);
+        return 0;
+}
+
+/* The servers' own device ports serve the model; the scheduler only says
+ * where they are. */
+static int verb_model_get(Backend *b, const FlctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(model_download_done) ModelDownload d = {};
+        _cleanup_(node_list_done) NodeList nodes = {};
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        r = b->vtable->list_nodes(b, &nodes);
+        if (r < 0)
+                return r;
+        node_list_sort_by_rank(&nodes);
+        r = model_download(&nodes, o->iteration, b->timeout_usec, &d);
+        if (r < 0)
+                return r;
+        r = model_write(o->output, &d, o->iteration);
+        if (r < 0)
+                return r;
+        r = o->json ? model_format_json(o->output, d.url, d.model, &text)
+                    : model_format_line(o->output, d.url, d.model, &text);
+        if (r < 0)
+                return log_oom();
+        fputs(text, stdout);
+        return 0;
+}
+
 static const Verb verbs[] = {
-        { "nodes",  0, 0, verb_nodes,  0                   },
-        { "state",  0, 0, verb_state,  0                   },
-        { "finish", 0, 0, verb_finish, FINISH_TIMEOUT_USEC },
+        { "nodes",  0, 0, verb_nodes,     0                   },
+        { "state",  0, 0, verb_state,     0                   },
+        { "finish", 0, 0, verb_finish,    FINISH_TIMEOUT_USEC },
+        { "model",  0, 0, verb_model_get, MODEL_TIMEOUT_USEC, "get", check_model_get },
 };
 
 int verb_find(int argc, char *argv[], const Verb **ret) {
@@ -78,6 +115,11 @@ int verb_find(int argc, char *argv[], const Verb **ret) {
 
                 if (!streq(v->name, name))
                         continue;
+                if (v->sub) {
+                        if (n_args == 0 || !streq(argv[1], v->sub))
+                                continue;
+                        n_args--;
+                }
                 if (n_args < v->min_args)
                         return log_error_errno(-EINVAL, "Too few arguments for '%s'. See '%s --help'.",
                                                name, program_invocation_short_name);
@@ -87,7 +129,14 @@ int verb_find(int argc, char *argv[], const Verb **ret) {
                 *ret = v;
                 return 0;
         }
+        if (argc > 1)
+                return log_error_errno(-EINVAL, "Unknown verb '%s %s'. See '%s --help'.", name, argv[1],
+                                       program_invocation_short_name);
         return log_error_errno(-EINVAL, "Unknown verb '%s'. See '%s --help'.", name, program_invocation_short_name);
+}
+
+int verb_check_options(const Verb *verb, const FlctlOptions *o) {
+        return verb->check ? verb->check(o) : 0;
 }
 
 int verb_run(const Verb *verb, const FlctlOptions *o, int argc, char *argv[]) {

@@ -8,18 +8,23 @@
 
 #define VERB_ANY UINT_MAX
 
-/* One line of the verb table. argv[0] is the verb itself; min_args and
- * max_args count what follows it. */
+/* One line of the verb table. argv[0] is the verb itself (argv[1] too for
+ * a two-word verb such as "model get"); min_args and max_args count what
+ * follows. */
 typedef struct Verb {
         const char *name;
         unsigned min_args, max_args;
         int (*run)(Backend *b, const FlctlOptions *o, int argc, char *argv[]);
         uint64_t timeout_usec;  /* how long the scheduler may take; 0: the default */
+        const char *sub;        /* the second word, or NULL */
+        /* Options the verb needs; a logged -EINVAL is a usage error. */
+        int (*check)(const FlctlOptions *o);
 } Verb;
 
-/* Finds the verb in argv[0] and checks its argument count; a logged
- * -EINVAL is a usage error. */
+/* Finds the verb in argv[0] (and argv[1]) and checks its argument count
+ * and, with o, its options; a logged -EINVAL is a usage error. */
 int verb_find(int argc, char *argv[], const Verb **ret);
+int verb_check_options(const Verb *verb, const FlctlOptions *o);
 
 /* Connects the backend --url chose and runs the verb; the failure, if any,
  * is already logged. */

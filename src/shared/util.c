@@ -188,10 +188,11 @@ int read_full_file(const char *path, char **ret, size_t *ret_size, size_t max_si
         return 0;
 }
 
-int write_file_atomic(const char *path, const char *contents) {
+int write_data_atomic(const char *path, const void *data, size_t n) {
         _cleanup_free_ char *tmp = NULL;
         _cleanup_close_ int fd = -EBADF;
-        size_t n = strlen(contents), done = 0;
+        const char *p = data;
+        size_t done = 0;
 
         if (asprintf(&tmp, "%s.tmpXXXXXX", path) < 0)
                 return -ENOMEM;
@@ -199,7 +200,7 @@ int write_file_atomic(const char *path, const char *contents) {
         if (fd < 0)
                 return -errno;
         while (done < n) {
-                ssize_t k = write(fd, contents + done, n - done);
+                ssize_t k = write(fd, p + done, n - done);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -216,6 +217,10 @@ fail:;
         int r = -errno;
         (void) unlink(tmp);
         return r;
+}
+
+int write_file_atomic(const char *path, const char *contents) {
+        return write_data_atomic(path, contents, strlen(contents));
 }
 
 int first_non_loopback_ipv4(char *ret, size_t size) {

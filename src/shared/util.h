@@ -30,6 +30,7 @@ int mkdir_p(const char *path, mode_t mode);
 int read_full_file(const char *path, char **ret, size_t *ret_size, size_t max_size);
 /* Writes atomically: a temporary file beside it, fsync, rename. */
 int write_file_atomic(const char *path, const char *contents);
+int write_data_atomic(const char *path, const void *data, size_t size);
 
 /* The first non-loopback IPv4 address of this host, for a node to advertise. */
 int first_non_loopback_ipv4(char *ret, size_t size);

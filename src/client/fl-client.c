@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <curl/curl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "client-run.h"
+#include "fashion-mnist.h"
+#include "fl-model-io.h"
+#include "lenet5.h"
+#include "log.h"
+#include "trainer.h"
+#include "util.h"
+
+/* Exit statuses: 0 done, 1 failed, 2 the command line was wrong. */
+#define EXIT_USAGE 2
+#define DEVICES_MAX 1000000
+#define THREADS_MAX 1024
+#define TIMEOUT_SEC_DEFAULT 600
+#define TIMEOUT_SEC_MAX 86400
+
+typedef enum Verb {
+        VERB_NONE,
+        VERB_INIT_MODEL,
+        VERB_TRAIN,
+} Verb;
+
+typedef struct Options {
+        Verb verb;
+        const char *arch;
+        const char *output;
+        uint64_t seed;
+        const char *servers;
+        size_t devices;
+        PartitionSpec partition;
+        const char *data_dir;
+        unsigned iterations;
+        const char *csv;
+        size_t threads;
+        const char *fl_name;
+        double momentum;
+        uint64_t timeout_sec;
+        unsigned train_only;            /* train options given: a usage error for init-model */
+} Options;
+
+static void help(void) {
+        printf("%1$s init-model [--arch=lenet5] [--seed=N] -o FILE\n"
+               "%1$s train --servers=URL[,URL...] --devices=K [OPTIONS...]\n"
+               "\n"
+               "Simulate federated-learning devices that train LeNet-5 on Fashion-MNIST\n"
+               "through a flcluster (or MindSpore Federated) cluster.\n"
+               "\n"
+               "Verbs:\n"
+               "  init-model            Write an initial model as a FeatureMapList file\n"
+               "  train                 Run K devices for the job's iterations and print\n"
+               "                        the test accuracy of each iteration's model\n"
+               "\n"
+               "Options:\n"
+               "  -h --help             Show this help and exit\n"
+               "     --version          Show the version and exit\n"
+               "     --arch=ARCH        init-model: the architecture (only lenet5)\n"
+               "  -o --output=FILE      init-model: where to write the model;\n"
+               "                        train: also write the last global model there\n"
+               "     --seed=N           Initial weights, data split and training (default 1)\n"
+               "     --servers=URLS     train: the servers, http://HOST:PORT, comma-separated\n"
+               "     --devices=K        train: how many devices to simulate\n"
+               "     --partition=SPLIT  train: iid or dirichlet:ALPHA (default iid)\n"
+               "     --data=DIR         train: the Fashion-MNIST files (default %2$s)\n"
+               "     --iterations=N     train: stop after N iterations (default: the job's)\n"
+               "     --csv=FILE         train: append the table to FILE as CSV\n"
+               "     --threads=N        train: devices that train at once (default: CPUs)\n"
+               "     --fl-name=NAME     train: fl_name in the requests (default Lenet)\n"
+               "     --momentum=M       train: SGD momentum of the devices (default 0.9)\n"
+               "     --timeout=SEC      train: the longest wait for a server (default %3$d)\n"
+               "  -v --verbose          Log debug messages\n"
+               "\n"
+               "See the %1$s(1) man page for details.\n",
+               program_invocation_short_name, FASHION_MNIST_DIR, TIMEOUT_SEC_DEFAULT);
+}
+
+static int usage_error(const char *what, const char *arg) {
+        return log_error_errno(-EINVAL, "%s '%s'. See '%s --help'.", what, arg, program_invocation_short_name);
+}
+
+static int parse_size(const char *s, size_t min, size_t max, size_t *ret) {
+        uint64_t v;
+
+        if (safe_atou64(s, &v) < 0 || v < min || v > max)
+                return -EINVAL;
+        *ret = (size_t) v;
+        return 0;
+}
+
+static int parse_argv(int argc, char *argv[], Options *o) {
+        enum {
+                ARG_VERSION = 0x100,
+                ARG_ARCH,
+                ARG_SEED,
+                ARG_SERVERS,
+                ARG_DEVICES,
+                ARG_PARTITION,
+                ARG_DATA,
+                ARG_ITERATIONS,
+                ARG_CSV,
+                ARG_THREADS,
+                ARG_FL_NAME,
+                ARG_MOMENTUM,
+                ARG_TIMEOUT,
+        };
+        static const struct option options[] = {
+                { "help",       no_argument,       NULL, 'h'            },
+                { "version",    no_argument,       NULL, ARG_VERSION    },
+                { "verbose",    no_argument,       NULL, 'v'            },
+                { "arch",       required_argument, NULL, ARG_ARCH       },
+                { "output",     required_argument, NULL, 'o'            },
+                { "seed",       required_argument, NULL, ARG_SEED       },
+                { "servers",    required_argument, NULL, ARG_SERVERS    },
+                { "devices",    required_argument, NULL, ARG_DEVICES    },
+                { "partition",  required_argument, NULL, ARG_PARTITION  },
+                { "data",       required_argument, NULL, ARG_DATA       },
+                { "iterations", required_argument, NULL, ARG_ITERATIONS },
+                { "csv",        required_argument, NULL, ARG_CSV        },
+                { "threads",    required_argument, NULL, ARG_THREADS    },
+                { "fl-name",    required_argument, NULL, ARG_FL_NAME    },
+                { "momentum",   required_argument, NULL, ARG_MOMENTUM   },
+                { "timeout",    required_argument, NULL, ARG_TIMEOUT    },
+                {}
+        };
+        size_t n;
+        long cpus;
+        int c;
+
+        cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        *o = (Options) {
+                .arch = "lenet5",
+                .seed = 1,
+                .partition = { .kind = PARTITION_IID },
+                .data_dir = FASHION_MNIST_DIR,
+                .threads = cpus > 0 ? (size_t) cpus : 1,
+                .fl_name = "Lenet",
+                .momentum = 0.9,
+                .timeout_sec = TIMEOUT_SEC_DEFAULT,
+        };
+
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":hvo:", options, NULL)) >= 0) {
+                if (c >= ARG_SERVERS)
+                        o->train_only++;
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("%s (%s) %s\n", program_invocation_short_name, PACKAGE_NAME, PACKAGE_VERSION);
+                        return 0;
+                case 'v':
+                        log_set_max_level(LOG_DEBUG);
+                        break;
+                case ARG_ARCH:
+                        if (!streq(optarg, "lenet5"))
+                                return usage_error("Unknown architecture (only lenet5)", optarg);
+                        o->arch = optarg;
+                        break;
+                case 'o':
+                        o->output = optarg;
+                        break;
+                case ARG_SEED:
+                        if (safe_atou64(optarg, &o->seed) < 0)
+                                return usage_error("Invalid seed", optarg);
+                        break;
+                case ARG_SERVERS:
+                        o->servers = optarg;
+                        break;
+                case ARG_DEVICES:
+                        if (parse_size(optarg, 1, DEVICES_MAX, &o->devices) < 0)
+                                return usage_error("Invalid number of devices (1 to 1000000)", optarg);
+                        break;
+                case ARG_PARTITION:
+                        if (partition_spec_parse(optarg, &o->partition) < 0)
+                                return usage_error("Invalid partition (iid or dirichlet:ALPHA)", optarg);
+                        break;
+                case ARG_DATA:
+                        o->data_dir = optarg;
+                        break;
+                case ARG_ITERATIONS:
+                        if (parse_size(optarg, 1, INT32_MAX, &n) < 0)
+                                return usage_error("Invalid number of iterations", optarg);
+                        o->iterations = (unsigned) n;
+                        break;
+                case ARG_CSV:
+                        o->csv = optarg;
+                        break;
+                case ARG_THREADS:
+                        if (parse_size(optarg, 1, THREADS_MAX, &o->threads) < 0)
+                                return usage_error("Invalid number of threads (1 to 1024)", optarg);
+                        break;
+                case ARG_FL_NAME:
+                        if (isempty(optarg))
+                                return usage_error("Invalid fl_name", optarg);
+                        o->fl_name = optarg;
+                        break;
+                case ARG_MOMENTUM:
+                        if (safe_atod(optarg, &o->momentum) < 0 || o->momentum < 0 || o->momentum >= 1)
+                                return usage_error("Invalid momentum (0 <= M < 1)", optarg);
+                        break;
+                case ARG_TIMEOUT:
+                        if (safe_atou64(optarg, &o->timeout_sec) < 0 || o->timeout_sec < 1 ||
+                            o->timeout_sec > TIMEOUT_SEC_MAX)
+                                return usage_error("Invalid timeout (1 to 86400 seconds)", optarg);
+                        break;
+                case ':':
+                        return usage_error("Option needs an argument", argv[optind - 1]);
+                case '?':
+                        /* optopt: a short option's letter, or the value of a long
+                         * option that was given an argument it does not take. */
+                        if (optopt != 0 && strneq(argv[optind - 1], "--", 2))
+                                return usage_error("Option takes no argument", argv[optind - 1]);
+                        if (optopt > 0 && optopt < 0x100) {
+                                char opt[3] = { '-', (char) optopt, '\0' };
+                                return usage_error("Unknown option", opt);
+                        }
+                        return usage_error("Unknown option", argv[optind - 1]);
+                default:
+                        return log_error_errno(-EINVAL, "Unhandled option %d.", c);
+                }
+        }
+
+        if (optind >= argc)
+                return log_error_errno(-EINVAL, "Missing verb. See '%s --help'.", program_invocation_short_name);
+        if (optind + 1 < argc)
+                return usage_error("Unexpected argument", argv[optind + 1]);
+        if (streq(argv[optind], "init-model"))
+                o->verb = VERB_INIT_MODEL;
+        else if (streq(argv[optind], "train"))
+                o->verb = VERB_TRAIN;
+        else
+                return usage_error("Unknown verb", argv[optind]);
+
+        if (o->verb == VERB_INIT_MODEL) {
+                if (o->train_only > 0)
+                        return log_error_errno(-EINVAL, "init-model takes only --arch, --seed and -o. See '%s --help'.",
+                                               program_invocation_short_name);
+                if (!o->output)
+                        return log_error_errno(-EINVAL, "init-model needs -o FILE. See '%s --help'.",
+                                               program_invocation_short_name);
+        } else {
+                if (!o->servers || o->devices == 0)
+                        return log_error_errno(-EINVAL, "train needs --servers and --devices. See '%s --help'.",
+                                               program_invocation_short_name);
+        }
+        return 1;
+}
+
+static int init_model(const Options *o) {
+        _cleanup_(model_freep) Model *m = NULL;
+        int r;
+
+        r = lenet5_init(&m, o->seed);
+        if (r < 0)
+                return log_error_errno(r, "Failed to initialize LeNet-5: %m");
+        r = fl_model_save_file(o->output, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write %s: %m", o->output);
+        log_info("Wrote LeNet-5 (%zu parameters, seed %" PRIu64 ") to %s.", model_total_size(m), o->seed, o->output);
+        return 0;
+}
+
+static int train(const Options *o, const ServerList *servers) {
+        RunOptions ro = {
+                .servers = *servers,
+                .n_devices = o->devices,
+                .partition = o->partition,
+                .data_dir = o->data_dir,
+                .seed = o->seed,
+                .iterations = o->iterations,
+                .csv_path = o->csv,
+                .model_path = o->output,
+                .threads = o->threads,
+                .fl_name = o->fl_name,
+                .momentum = (float) o->momentum,
+                .timeout_usec = o->timeout_sec * USEC_PER_SEC,
+        };
+
+        return client_run(&ro);
+}
+
+int main(int argc, char *argv[]) {
+        Options o;
+        int r;
+
+        log_set_ident(program_invocation_short_name);
+        log_set_plain(true);
+
+        r = parse_argv(argc, argv, &o);
+        if (r < 0)
+                return EXIT_USAGE;
+        if (r == 0)
+                return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+
+        if (o.verb == VERB_TRAIN) {
+                _cleanup_(server_list_done) ServerList servers = {};
+
+                /* A bad URL is the command line's fault: exit 2, before any work. */
+                r = server_list_parse(o.servers, &servers);
+                if (r == -ENOMEM) {
+                        (void) log_oom();
+                        return EXIT_FAILURE;
+                }
+                if (r < 0) {
+                        (void) usage_error("Invalid --servers list (http://HOST:PORT,...)", o.servers);
+                        return EXIT_USAGE;
+                }
+                /* Before any thread: libcurl's global state is not thread-safe to set up. */
+                if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+                        log_error("Failed to initialize libcurl.");
+                        return EXIT_FAILURE;
+                }
+                trainer_blas_single_thread();
+                r = train(&o, &servers);
+                curl_global_cleanup();
+        } else
+                r = init_model(&o);
+
+        if (fflush(stdout) != 0 || ferror(stdout))
+                r = log_error_errno(negative_errno(), "Failed to write the output: %m");
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
