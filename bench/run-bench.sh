@@ -1,0 +1,371 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# The benchmarks of bench/README.md, end to end, on loopback:
+#
+#   bench/run-bench.sh [--builddir DIR] [--devices N] [--runs K] [--concurrency C]
+#                      [--bursts B] [--rss "1000 10000"] [--only ingest|rss|aggregate]
+#
+# 1. updateModel ingest: a fresh fl-schedulerd + one fl-serverd (admit N
+#    devices, post their N updates) and bench-http-discard (the HTTP stack
+#    alone), the updates in B bursts each after as many discarded requests;
+#    K runs.
+# 2. Peak RSS of fl-serverd (VmHWM) with 1,000 and with 10,000 devices in
+#    one iteration, each on a fresh cluster; PASS when the growth < 10%.
+# 3. The aggregation kernel against memcpy (bench-aggregate).
+# Prints a summary table at the end; exits 1 when the RSS target FAILs.
+# Builds nothing: build the tree first (the programs are noinst, built by a
+# plain `make`).
+set -eu
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+builddir=${FL_BUILDDIR:-$top/_build}
+devices=10000
+runs=3
+rss_devices="1000 10000"
+only=""
+rss_failed=0
+concurrency=64
+bursts=5
+wait_s=60               # every wait for a daemon is bounded by this
+rss_limit_pct=10
+
+usage() {
+        sed -n '3,17s/^# \{0,1\}//p' "$0"
+}
+
+while [ $# -gt 0 ]; do
+        case $1 in
+        --builddir) builddir=$2; shift 2 ;;
+        --devices) devices=$2; shift 2 ;;
+        --runs) runs=$2; shift 2 ;;
+        --concurrency) concurrency=$2; shift 2 ;;
+        --bursts) bursts=$2; shift 2 ;;
+        --rss) rss_devices=$2; shift 2 ;;
+        --only) only=$2; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; exit 2 ;;
+        esac
+done
+builddir=$(cd "$builddir" && pwd)
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'run-bench: %s\n' "$*" >&2; exit 1; }
+
+for p in fl-schedulerd fl-serverd bench-ingest bench-http-discard bench-aggregate; do
+        [ -x "$builddir/$p" ] || die "$builddir/$p is missing: build the tree first (make -C $builddir)"
+done
+
+# ------------------------------------------------------------- processes
+
+work=$(mktemp -d /tmp/flcluster-bench.XXXXXX)
+pids=""                 # every process group we started, newest first
+keep_logs=0
+
+running() {
+        local state
+
+        state=$(sed -E 's/.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
+        [ "$state" != Z ] && [ "$state" != X ]
+}
+
+# Stops one process group we started (each runs in a session of its own),
+# TERM first, KILL after a bounded wait.
+stop() {
+        local pid=$1
+
+        if running "$pid"; then kill -TERM -- "-$pid" 2>/dev/null || true; fi
+        for _ in $(seq 1 50); do
+                running "$pid" || break
+                sleep 0.1
+        done
+        if running "$pid"; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
+        wait "$pid" 2>/dev/null || true
+}
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+        local pid
+
+        for pid in $pids; do
+                stop "$pid"
+        done
+        if [ "$keep_logs" -eq 1 ]; then
+                echo "Logs kept in $work" >&2
+        else
+                rm -rf "$work"
+        fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME COMMAND...: in its own session, output to $work/NAME.log; sets pid.
+start() {
+        local name=$1
+
+        shift
+        setsid "$@" >"$work/$name.log" 2>&1 </dev/null &
+        pid=$!
+        pids="$pid $pids"
+}
+
+forget() {
+        local p rest=""
+
+        for p in $pids; do
+                [ "$p" = "$1" ] || rest="$rest $p"
+        done
+        pids=$rest
+}
+
+fail() {
+        local f
+
+        keep_logs=1
+        printf 'run-bench: %s\n' "$*" >&2
+        for f in "$work"/*.log; do
+                [ -s "$f" ] || continue
+                echo "----- ${f##*/} (last 20 lines)" >&2
+                tail -n 20 "$f" >&2
+        done
+        exit 1
+}
+
+# Sets base to the first of n consecutive loopback ports nothing listens on.
+pick_ports() {
+        local n=$1 used p free
+
+        used=$(ss -Htan 2>/dev/null | awk '{ sub(/.*:/, "", $4); print $4 }' | sort -un)
+        for _ in $(seq 1 100); do
+                base=$((20000 + RANDOM % 40000))
+                free=1
+                for p in $(seq "$base" $((base + n - 1))); do
+                        if grep -qx "$p" <<<"$used"; then
+                                free=0
+                                break
+                        fi
+                done
+                [ "$free" -eq 0 ] || return 0
+        done
+        die "found no $n free consecutive ports"
+}
+
+# A private bus stands in for the system bus (the scheduler serves D-Bus).
+start_bus() {
+        command -v dbus-daemon >/dev/null || return 0
+        start dbus dbus-daemon --session --nofork --nopidfile --address="unix:path=$work/bus"
+        bus_pid=$pid
+        export DBUS_SYSTEM_BUS_ADDRESS=unix:path=$work/bus
+        for _ in $(seq 1 $((wait_s * 10))); do
+                [ -S "$work/bus" ] && return 0
+                running "$bus_pid" || break
+                sleep 0.1
+        done
+        fail "the private D-Bus daemon did not start"
+}
+
+vm_kib() {      # vm_kib PID FIELD -> the value in KiB
+        awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null
+}
+
+# A scheduler and one server whose iteration never ends during a run: the
+# admission threshold is out of reach and every window lasts a day.
+cluster_start() {
+        local tag=$1 dir=$work/$1 url state=""
+
+        mkdir -p "$dir"
+        pick_ports 3
+        sched_port=$base
+        manage_port=$((base + 1))
+        server_port=$((base + 2))
+        url=http://127.0.0.1:$manage_port
+
+        start "$tag-scheduler" "$builddir/fl-schedulerd" --scheduler_ip=127.0.0.1 \
+                --scheduler_port="$sched_port" --scheduler_manage_port="$manage_port" --server_num=1 \
+                --state_dir="$dir" --log_level=notice --fl_iteration_num=10 \
+                --start_fl_job_threshold=1000000 --update_model_ratio=1.0 \
+                --start_fl_job_time_window=86400000 --update_model_time_window=86400000 \
+                --global_iteration_time_window=172800000
+        sched_pid=$pid
+        start "$tag-server" "$builddir/fl-serverd" --scheduler_ip=127.0.0.1 \
+                --scheduler_port="$sched_port" --fl_server_port="$server_port" --server_num=1 \
+                --local_server_num=1 --state_dir="$dir" --log_level=notice \
+                --start_fl_job_threshold=1000000 --model_path="$work/lenet5.fl"
+        server_pid=$pid
+
+        for _ in $(seq 1 $((wait_s * 5))); do
+                running "$sched_pid" || fail "fl-schedulerd ($tag) exited early"
+                running "$server_pid" || fail "fl-serverd ($tag) exited early"
+                state=$(curl -s --max-time 2 "$url/state" || true)
+                case $state in
+                *CLUSTER_READY*)
+                        # setsid did not fork (a script's background job leads no
+                        # group): the pid is the daemon's, whose /proc/PID/status
+                        # the RSS bench reads.
+                        [ "$(cat "/proc/$server_pid/comm" 2>/dev/null)" = fl-serverd ] ||
+                                fail "pid $server_pid is not fl-serverd"
+                        return 0 ;;
+                esac
+                sleep 0.2
+        done
+        fail "the cluster ($tag) was not ready after ${wait_s}s; last state: ${state:-no answer}"
+}
+
+cluster_stop() {
+        stop "$server_pid"
+        forget "$server_pid"
+        stop "$sched_pid"
+        forget "$sched_pid"
+}
+
+# field NAME FILE [PHASE]: a value from bench-ingest's or bench-aggregate's RESULT lines.
+field() {
+        grep "^RESULT ${3:+phase=$3 }" "$2" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"
+}
+
+median() {      # of the numbers on stdin
+        sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# ------------------------------------------------------------- benchmarks
+
+discard_start() {        # discard_start TAG: sets discard_pid and discard_port
+        local tag=$1
+
+        discard_port=""
+        start "discard-$tag" "$builddir/bench-http-discard" 0
+        discard_pid=$pid
+        for _ in $(seq 1 $((wait_s * 10))); do
+                discard_port=$(sed -n 's/^PORT=//p' "$work/discard-$tag.log")
+                [ -n "$discard_port" ] && return 0
+                running "$discard_pid" || fail "bench-http-discard exited early"
+                sleep 0.1
+        done
+        fail "bench-http-discard did not serve within ${wait_s}s"
+}
+
+# One run: a fresh baseline server and a fresh cluster side by side; the
+# updates alternate in bursts with as many requests to the baseline.
+ingest_run() {          # ingest_run RUN
+        local log=$work/ingest-$1.out
+
+        discard_start "$1"
+        cluster_start "ingest-$1"
+        timeout $((wait_s * 20)) "$builddir/bench-ingest" server --url "http://127.0.0.1:$server_port" \
+                --devices "$devices" --concurrency "$concurrency" --ready-timeout "$wait_s" \
+                --server-pid "$server_pid" --scheduler-pid "$sched_pid" \
+                --baseline-url "http://127.0.0.1:$discard_port" --baseline-pid "$discard_pid" \
+                --bursts "$bursts" >"$log" 2>&1 ||
+                { cat "$log" >&2; fail "ingest run $1 failed (not every answer was SUCCEED)"; }
+        sed 's/^/    /' "$log" | grep -v RESULT
+        cluster_stop
+        stop "$discard_pid"
+        forget "$discard_pid"
+}
+
+bench_ingest() {
+        local i
+
+        : >"$work/ingest-runs"
+        for i in $(seq 1 "$runs"); do
+                say "ingest run $i/$runs: $devices devices admitted, then their updates in $bursts bursts," \
+                    "each after as many to bench-http-discard; $concurrency in flight"
+                ingest_run "$i"
+                echo "$(field per_s "$work/ingest-$i.out" discard) $(field per_s "$work/ingest-$i.out" updateModel)" \
+                     "$(field ratio_median "$work/ingest-$i.out" compare) $(field ratio_total "$work/ingest-$i.out" compare)" \
+                     "$(field mb_per_s "$work/ingest-$i.out" discard) $(field mb_per_s "$work/ingest-$i.out" updateModel)" \
+                     "$(field server_cpu_s "$work/ingest-$i.out" discard) $(field server_cpu_s "$work/ingest-$i.out" updateModel)" \
+                     "$(field n "$work/ingest-$i.out" updateModel)" >>"$work/ingest-runs"
+        done
+}
+
+bench_rss() {
+        local n hwm rss sched_hwm idle
+
+        : >"$work/rss"
+        for n in $rss_devices; do
+                say "peak RSS: fresh cluster, $n devices admitted and updating in one iteration"
+                cluster_start "rss-$n"
+                idle=$(vm_kib "$server_pid" VmHWM)
+                timeout $((wait_s * 20)) "$builddir/bench-ingest" server --url "http://127.0.0.1:$server_port" \
+                        --devices "$n" --concurrency "$concurrency" --ready-timeout "$wait_s" \
+                        --server-pid "$server_pid" --scheduler-pid "$sched_pid" >"$work/rss-$n.out" 2>&1 ||
+                        { cat "$work/rss-$n.out" >&2; fail "the RSS run with $n devices failed"; }
+                sed 's/^/    /' "$work/rss-$n.out" | grep -v RESULT
+                hwm=$(vm_kib "$server_pid" VmHWM)
+                rss=$(vm_kib "$server_pid" VmRSS)
+                sched_hwm=$(vm_kib "$sched_pid" VmHWM)
+                printf '    fl-serverd VmHWM %s KiB (idle %s KiB, VmRSS now %s KiB); fl-schedulerd VmHWM %s KiB\n' \
+                        "$hwm" "$idle" "$rss" "$sched_hwm"
+                echo "$n $hwm $idle $sched_hwm" >>"$work/rss"
+                cluster_stop
+        done
+}
+
+bench_aggregate() {
+        say "aggregation kernel vs memcpy (bench-aggregate)"
+        "$builddir/bench-aggregate" | tee "$work/aggregate.out" | grep -v '^RESULT' | sed 's/^/    /'
+}
+
+# ------------------------------------------------------------- main
+
+need() { [ -z "$only" ] || [ "$only" = "$1" ]; }
+
+if need ingest || need rss; then
+        command -v curl >/dev/null || die "curl is needed to watch the scheduler's REST API"
+        command -v ss >/dev/null || die "ss (iproute2) is needed to pick free ports"
+        "$builddir/bench-ingest" write-model "$work/lenet5.fl" || die "failed to write the LeNet-5 model"
+        start_bus
+fi
+need ingest && bench_ingest
+need rss && bench_rss
+need aggregate && bench_aggregate
+
+echo
+echo "Summary ($(nproc) CPUs, $(uname -r); $work)"
+printf '%-44s %s\n' "benchmark" "result"
+printf '%-44s %s\n' "---------" "------"
+if need ingest; then
+        body=$(field body_bytes "$work/ingest-1.out" updateModel)
+        printf '%-44s %s\n' "updateModel body (LeNet-5, 61,684 floats)" "$body bytes"
+        printf '%-44s %.0f updates/s, %.0f MB/s (median; runs: %s)\n' "ingest baseline: http.c, body discarded" \
+                "$(awk '{ print $1 }' "$work/ingest-runs" | median)" "$(awk '{ print $5 }' "$work/ingest-runs" | median)" \
+                "$(awk '{ printf "%.0f ", $1 }' "$work/ingest-runs")"
+        printf '%-44s %.0f updates/s, %.0f MB/s (median; runs: %s)\n' "ingest fl-serverd, $concurrency senders" \
+                "$(awk '{ print $2 }' "$work/ingest-runs" | median)" "$(awk '{ print $6 }' "$work/ingest-runs" | median)" \
+                "$(awk '{ printf "%.0f ", $2 }' "$work/ingest-runs")"
+        printf '%-44s %s (median of the runs; runs: %s)\n' "ingest ratio fl-serverd/baseline" \
+                "$(awk '{ print $3 }' "$work/ingest-runs" | median)" "$(awk '{ printf "%s ", $3 }' "$work/ingest-runs")"
+        # CPU time is steadier than wall time on a shared host: the server's own
+        # cost per request, and the same ratio computed from it.
+        printf '%-44s baseline %.0f us, fl-serverd %.0f us: ratio %.3f (median)\n' "server CPU per request" \
+                "$(awk '{ print $7 / $9 * 1e6 }' "$work/ingest-runs" | median)" \
+                "$(awk '{ print $8 / $9 * 1e6 }' "$work/ingest-runs" | median)" \
+                "$(awk '{ print $7 / $8 }' "$work/ingest-runs" | median)"
+fi
+if need rss; then
+        first=$(head -n 1 "$work/rss")
+        last=$(tail -n 1 "$work/rss")
+        while read -r n hwm idle sched_hwm; do
+                printf '%-44s %.1f MiB (idle %.1f MiB; scheduler %.1f MiB)\n' "fl-serverd peak RSS, $n devices" \
+                        "$(awk -v k="$hwm" 'BEGIN { print k / 1024 }')" "$(awk -v k="$idle" 'BEGIN { print k / 1024 }')" \
+                        "$(awk -v k="$sched_hwm" 'BEGIN { print k / 1024 }')"
+        done <"$work/rss"
+        awk -v a="${first#* }" -v b="${last#* }" -v n1="${first%% *}" -v n2="${last%% *}" -v lim="$rss_limit_pct" 'BEGIN {
+                split(a, x, " "); split(b, y, " ");
+                g = 100 * (y[1] - x[1]) / x[1];
+                printf "%-44s %+.1f%% (limit %d%%): %s\n", "peak RSS growth " n1 " -> " n2 " devices", g, lim, g < lim ? "PASS" : "FAIL";
+                exit g < lim ? 0 : 1;
+        }' || rss_failed=1
+fi
+if need aggregate; then
+        for size in lenet5 large; do
+                a=$(grep "^RESULT $size " "$work/aggregate.out" | tr ' ' '\n' | sed -n 's/^add_gbs=//p')
+                m=$(grep "^RESULT $size " "$work/aggregate.out" | tr ' ' '\n' | sed -n 's/^memcpy_gbs=//p')
+                q=$(grep "^RESULT $size " "$work/aggregate.out" | tr ' ' '\n' | sed -n 's/^ratio=//p')
+                label="aggregation kernel, LeNet-5 (61,684 floats)"
+                [ "$size" = large ] && label="aggregation kernel, 11M floats"
+                printf '%-44s %s GB/s vs memcpy %s GB/s: ratio %s\n' "$label" "$a" "$m" "$q"
+        done
+fi
+# The only target with a verdict: its FAIL is the script's failure.
+exit "$rss_failed"
