@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "flctl-args.h"
+#include "json-util.h"
 #include "log.h"
 #include "util.h"
 
@@ -18,6 +20,15 @@ static void help(void) {
                "Verbs:\n"
                "  nodes                 List the nodes, sorted by rank\n"
                "  state                 Show the cluster state\n"
+               "  scaleout N            Add N servers (then start them with server_num\n"
+               "                        raised by N)\n"
+               "  scalein NODE_ID...    Remove these servers from the cluster\n"
+               "  instance show         Show the job's hyper-parameters\n"
+               "  instance set KEY=VALUE...\n"
+               "                        Start a new instance with these hyper-parameters\n"
+               "                        from the next iteration on\n"
+               "  enable                Let devices train again\n"
+               "  disable               Stop admitting devices; the cluster stays up\n"
                "  finish                Stop every server, then the scheduler\n"
                "  model get -o FILE     Download the global model from a server\n"
                "                        (FILE.safetensors: in the safetensors format)\n"
@@ -143,4 +154,157 @@ int parse_argv(int argc, char *argv[], FlctlOptions *ret, int *ret_verb_index) {
         *ret = o;
         *ret_verb_index = optind;
         return 1;
+}
+
+int parse_server_num(const char *s, uint32_t *ret) {
+        uint32_t n;
+
+        if (safe_atou32(s, &n) < 0 || n == 0)
+                return log_error_errno(-EINVAL, "Invalid number of servers '%s': expected a positive integer. "
+                                       "See '%s --help'.", s, program_invocation_short_name);
+        *ret = n;
+        return 0;
+}
+
+/* D-Bus carries only UTF-8 strings, and JSON is UTF-8: an argument that is
+ * not is the command line's fault, whichever way flctl talks. Strict: no
+ * overlong forms, no surrogates, nothing above U+10FFFF. */
+static bool utf8_is_valid(const char *s) {
+        const unsigned char *p = (const unsigned char *) s;
+
+        while (*p) {
+                unsigned n;
+                uint32_t c;
+
+                if (*p < 0x80) {
+                        p++;
+                        continue;
+                }
+                if (*p >= 0xc2 && *p <= 0xdf)
+                        n = 1, c = *p & 0x1f;
+                else if (*p >= 0xe0 && *p <= 0xef)
+                        n = 2, c = *p & 0x0f;
+                else if (*p >= 0xf0 && *p <= 0xf4)
+                        n = 3, c = *p & 0x07;
+                else
+                        return false;
+                p++;
+                for (unsigned i = 0; i < n; i++, p++) {
+                        if ((*p & 0xc0) != 0x80)
+                                return false;   /* also stops at the terminating NUL */
+                        c = (c << 6) | (*p & 0x3f);
+                }
+                if ((n == 2 && c < 0x800) || (n == 3 && c < 0x10000) || c > 0x10ffff ||
+                    (c >= 0xd800 && c <= 0xdfff))
+                        return false;
+        }
+        return true;
+}
+
+int check_node_ids(int n, char *const *node_ids) {
+        if (n <= 0)
+                return log_error_errno(-EINVAL, "No node id given. See '%s --help'.", program_invocation_short_name);
+        for (int i = 0; i < n; i++) {
+                if (isempty(node_ids[i]))
+                        return log_error_errno(-EINVAL, "Invalid node id '': see '%s nodes' for the ids.",
+                                               program_invocation_short_name);
+                if (!utf8_is_valid(node_ids[i]))
+                        return log_error_errno(-EINVAL, "Invalid node id: not UTF-8. See '%s nodes' for the ids.",
+                                               program_invocation_short_name);
+        }
+        return 0;
+}
+
+/* -?[0-9]+: 1 and the value, 0 when s is not an integer, -ERANGE when it is
+ * one that int64_t cannot hold. */
+static int value_as_integer(const char *s, int64_t *ret) {
+        const char *digits = s[0] == '-' ? s + 1 : s;
+        char *end;
+        long long v;
+
+        if (digits[0] == '\0' || strspn(digits, "0123456789") != strlen(digits))
+                return 0;
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        *ret = v;
+        return 1;
+}
+
+/* A decimal number with a dot or an exponent ("0.01", "1e-3", "-2.5E2"):
+ * the same three answers. Letters other than e are left out, so that
+ * neither "nan" nor "0x1p3" becomes a number. */
+static int value_as_double(const char *s, double *ret) {
+        char *end;
+        double v;
+
+        if (strspn(s, "0123456789.eE+-") != strlen(s) || !strpbrk(s, ".eE") || !strpbrk(s, "0123456789"))
+                return 0;
+        errno = 0;
+        v = strtod(s, &end);
+        if (end == s || *end != '\0')
+                return 0;               /* "1.2.3", "e5", "1e": a string, for the scheduler to refuse */
+        if (errno == ERANGE)
+                return -ERANGE;
+        *ret = v;
+        return 1;
+}
+
+static json_object *value_to_json(const char *s, int *ret_error) {
+        int64_t i;
+        double d;
+        int r;
+
+        *ret_error = 0;
+        r = value_as_integer(s, &i);
+        if (r > 0)
+                return json_object_new_int64(i);
+        if (r == 0) {
+                r = value_as_double(s, &d);
+                if (r > 0)
+                        return json_object_new_double(d);
+                if (r == 0)
+                        return json_object_new_string(s);
+        }
+        *ret_error = r;
+        return NULL;
+}
+
+int instance_params_from_args(int n, char *const *args, json_object **ret) {
+        _cleanup_(json_object_putp) json_object *params = json_object_new_object();
+
+        if (!params)
+                return log_oom();
+        if (n <= 0)
+                return log_error_errno(-EINVAL, "No KEY=VALUE given. See '%s --help'.",
+                                       program_invocation_short_name);
+        for (int i = 0; i < n; i++) {
+                _cleanup_free_ char *key = NULL;
+                const char *eq = strchr(args[i], '=');
+                json_object *value;
+                int r;
+
+                if (!utf8_is_valid(args[i]))
+                        return log_error_errno(-EINVAL, "Invalid hyper-parameter: argument %d is not UTF-8.",
+                                               i + 1);
+                if (!eq || eq == args[i] || eq[1] == '\0')
+                        return log_error_errno(-EINVAL, "Invalid hyper-parameter '%s': expected KEY=VALUE. "
+                                               "See '%s --help'.", args[i], program_invocation_short_name);
+                key = strndup(args[i], eq - args[i]);
+                if (!key)
+                        return log_oom();
+                if (json_object_object_get_ex(params, key, NULL))
+                        return log_error_errno(-EINVAL, "The hyper-parameter %s is given twice.", key);
+
+                value = value_to_json(eq + 1, &r);
+                if (r == -ERANGE)
+                        return log_error_errno(-EINVAL, "The value of %s is out of range: '%s'.", key, eq + 1);
+                if (!value || json_object_object_add(params, key, value) < 0) {
+                        json_object_put(value);
+                        return log_oom();
+                }
+        }
+        *ret = TAKE_PTR(params);
+        return 0;
 }

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <json-c/json.h>
+
 #include "macro.h"
 
 /* Exit statuses: 0 done, 1 refused or unreachable, 2 the command line was wrong. */
@@ -19,3 +21,17 @@ typedef struct FlctlOptions {
  * index of the verb in the permuted argv to go on, 0 when --help or
  * --version was answered, or a logged -EINVAL for a usage error. */
 int parse_argv(int argc, char *argv[], FlctlOptions *ret, int *ret_verb_index);
+
+/* The verbs' own arguments; each logs its usage error and returns -EINVAL.
+ *
+ * scaleout N: a positive integer (D-Bus carries it as a u). */
+int parse_server_num(const char *s, uint32_t *ret);
+/* scalein NODE_ID...: none may be empty or other than UTF-8; the
+ * scheduler judges the rest. */
+int check_node_ids(int n, char *const *node_ids);
+/* instance set KEY=VALUE...: a JSON object of hyper-parameters (UTF-8,
+ * KEY and VALUE not empty, no KEY twice). A VALUE that is an integer
+ * becomes a JSON integer, a decimal number with a dot or an exponent a
+ * double, anything else a string (fl_name); the scheduler checks names,
+ * types and ranges. */
+int instance_params_from_args(int n, char *const *args, json_object **ret);

@@ -11,7 +11,17 @@
  *
  * Every operation logs its own failure (a refusal's text as the scheduler
  * sent it, or why the scheduler could not be reached) and returns a
- * negative errno; callers only pass it on. */
+ * negative errno; callers only pass it on.
+ *
+ * The verbs that change the cluster hand back the scheduler's message for
+ * people: REST's "message" as sent, or over D-Bus (whose methods answer
+ * nothing) the text REST would have sent, below. */
+
+#define SCALE_OUT_MESSAGE "Cluster begin to scale out."
+#define SCALE_IN_MESSAGE "Cluster begin to scale in."
+#define NEW_INSTANCE_MESSAGE "Start new instance successful."
+#define ENABLE_MESSAGE "start enabling FL-Server successful."
+#define DISABLE_MESSAGE "start disabling FL-Server successful."
 
 typedef struct Backend Backend;
 
@@ -19,6 +29,13 @@ typedef struct BackendVTable {
         int (*list_nodes)(Backend *b, NodeList *ret);
         int (*get_state)(Backend *b, char **ret);
         int (*finish)(Backend *b, NodeList *ret);
+        int (*scale_out)(Backend *b, uint32_t server_num, char **ret_message);
+        int (*scale_in)(Backend *b, char *const *node_ids, size_t n, char **ret_message);
+        /* params: a JSON object of hyper-parameters, sent as it is. */
+        int (*new_instance)(Backend *b, json_object *params, char **ret_message);
+        /* The job in force (REST's "result"), a JSON object. */
+        int (*query_instance)(Backend *b, json_object **ret);
+        int (*set_enabled)(Backend *b, bool enable, char **ret_message);
         void (*free)(Backend *b);
 } BackendVTable;
 

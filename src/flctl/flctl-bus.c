@@ -65,9 +65,7 @@ static int log_bus_call_error(const char *member, uint64_t timeout_usec, uint64_
         return log_error_errno(r, "The scheduler could not complete %s: %s", member, message);
 }
 
-static int bus_call(BusBackend *b, const char *member, sd_bus_message **ret) {
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        uint64_t start;
+static int bus_message_new(BusBackend *b, const char *member, sd_bus_message **ret) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;
 
@@ -79,11 +77,46 @@ static int bus_call(BusBackend *b, const char *member, sd_bus_message **ret) {
         r = sd_bus_message_set_auto_start(m, false);
         if (r < 0)
                 return log_error_errno(r, "Failed to prepare the %s call: %m", member);
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+/* Sends m, a call made by bus_message_new() with its arguments appended. */
+static int bus_call_message(BusBackend *b, sd_bus_message *m, const char *member, sd_bus_message **ret) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        uint64_t start;
+        int r;
+
         start = now_usec(CLOCK_MONOTONIC);
         r = sd_bus_call(b->bus, m, b->backend.timeout_usec, &error, ret);
         if (r < 0)
                 return log_bus_call_error(member, b->backend.timeout_usec, now_usec(CLOCK_MONOTONIC) - start,
                                           &error, r);
+        return 0;
+}
+
+static int bus_call(BusBackend *b, const char *member, sd_bus_message **ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = bus_message_new(b, member, &m);
+        if (r < 0)
+                return r;
+        return bus_call_message(b, m, member, ret);
+}
+
+/* The arguments were checked (UTF-8 strings) before: only memory is left to fail. */
+static int log_bus_append_error(const char *member, int r) {
+        return log_error_errno(r, "Failed to build the %s call: %m", member);
+}
+
+/* The methods that answer nothing: the message is the one REST sends. */
+static int bus_reply_message(const char *text, char **ret_message) {
+        char *message = strdup(text);
+
+        if (!message)
+                return log_oom();
+        *ret_message = message;
         return 0;
 }
 
@@ -190,6 +223,102 @@ static int bus_finish(Backend *backend, NodeList *ret) {
         return 0;
 }
 
+static int bus_scale_out(Backend *backend, uint32_t server_num, char **ret_message) {
+        BusBackend *b = (BusBackend *) backend;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        int r;
+
+        r = bus_message_new(b, "ScaleOut", &m);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "u", server_num);
+        if (r < 0)
+                return log_bus_append_error("ScaleOut", r);
+        r = bus_call_message(b, m, "ScaleOut", &reply);
+        if (r < 0)
+                return r;
+        return bus_reply_message(SCALE_OUT_MESSAGE, ret_message);
+}
+
+static int bus_scale_in(Backend *backend, char *const *node_ids, size_t n, char **ret_message) {
+        BusBackend *b = (BusBackend *) backend;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        int r;
+
+        r = bus_message_new(b, "ScaleIn", &m);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(m, 'a', "s");
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = sd_bus_message_append(m, "s", node_ids[i]);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return log_bus_append_error("ScaleIn", r);
+        r = bus_call_message(b, m, "ScaleIn", &reply);
+        if (r < 0)
+                return r;
+        return bus_reply_message(SCALE_IN_MESSAGE, ret_message);
+}
+
+static int bus_new_instance(Backend *backend, json_object *params, char **ret_message) {
+        BusBackend *b = (BusBackend *) backend;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        const char *text;
+        int result, r;
+
+        text = json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN);
+        if (!text)
+                return log_oom();
+        r = bus_message_new(b, "NewInstance", &m);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "s", text);
+        if (r < 0)
+                return log_bus_append_error("NewInstance", r);
+        r = bus_call_message(b, m, "NewInstance", &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(reply, "b", &result);
+        if (r < 0)
+                return log_bus_parse_error("NewInstance", r);
+        /* REST's "result" likewise: a refusal comes as an error, not as false. */
+        if (!result)
+                return log_error_errno(-EREMOTEIO, "The scheduler did not accept the new instance.");
+        return bus_reply_message(NEW_INSTANCE_MESSAGE, ret_message);
+}
+
+static int bus_query_instance(Backend *backend, json_object **ret) {
+        BusBackend *b = (BusBackend *) backend;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const char *text;
+        int r;
+
+        r = bus_call(b, "QueryInstance", &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(reply, "s", &text);
+        if (r < 0)
+                return log_bus_parse_error("QueryInstance", r);
+        r = instance_from_string(text, ret);
+        if (r == -EBADMSG)
+                return log_error_errno(r, "The scheduler's reply to QueryInstance is not a JSON object.");
+        if (r < 0)
+                return log_oom();
+        return 0;
+}
+
+static int bus_set_enabled(Backend *backend, bool enable, char **ret_message) {
+        BusBackend *b = (BusBackend *) backend;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = bus_call(b, enable ? "EnableFLS" : "DisableFLS", &reply);
+        if (r < 0)
+                return r;
+        return bus_reply_message(enable ? ENABLE_MESSAGE : DISABLE_MESSAGE, ret_message);
+}
+
 static void bus_backend_free(Backend *backend) {
         BusBackend *b = (BusBackend *) backend;
 
@@ -201,6 +330,11 @@ static const BackendVTable bus_vtable = {
         .list_nodes = bus_list_nodes,
         .get_state = bus_get_state,
         .finish = bus_finish,
+        .scale_out = bus_scale_out,
+        .scale_in = bus_scale_in,
+        .new_instance = bus_new_instance,
+        .query_instance = bus_query_instance,
+        .set_enabled = bus_set_enabled,
         .free = bus_backend_free,
 };
 

@@ -167,6 +167,80 @@ int state_format_json(const char *state, char **ret) {
         return json_format(root, ret);
 }
 
+int message_format_json(const char *message, char **ret) {
+        _cleanup_(json_object_putp) json_object *root = json_object_new_object();
+
+        if (!root || json_add(root, "message", json_object_new_string(message)) < 0)
+                return -ENOMEM;
+        return json_format(root, ret);
+}
+
+int instance_format_json(json_object *instance, char **ret) {
+        return json_format(instance, ret);
+}
+
+/* A value for people: strings without quotes, doubles without json-c's 17
+ * digits (0.1, not 0.10000000000000001), the rest as JSON. Everything is
+ * made safe for a terminal: it came from the scheduler. */
+static char *instance_value_to_string(json_object *v) {
+        char buf[64];
+
+        switch (json_object_get_type(v)) {
+        case json_type_null:
+                return strdup("-");
+        case json_type_string:
+                return message_sanitize(json_object_get_string(v));
+        case json_type_double:
+                snprintf(buf, sizeof buf, "%.15g", json_object_get_double(v));
+                return strdup(buf);
+        default:
+                return message_sanitize(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+                                                                           JSON_C_TO_STRING_NOSLASHESCAPE) ?: "");
+        }
+}
+
+static int instance_add_rows(Table *t, const char *prefix, json_object *o, unsigned depth) {
+        int r;
+
+        json_object_object_foreach(o, key, value) {
+                _cleanup_free_ char *name = NULL, *safe_name = NULL, *text = NULL;
+
+                if (asprintf(&name, "%s%s%s", prefix ?: "", prefix ? "." : "", key) < 0)
+                        return -ENOMEM;
+                /* Depth is bounded by the JSON parser already; two levels are all
+                 * the scheduler sends, deeper ones stay one JSON cell. */
+                if (json_object_is_type(value, json_type_object) && json_object_object_length(value) > 0 &&
+                    depth < 2) {
+                        r = instance_add_rows(t, name, value, depth + 1);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                text = instance_value_to_string(value);
+                safe_name = message_sanitize(name);
+                if (!text || !safe_name)
+                        return -ENOMEM;
+                r = table_add_row(t, (const char *const[]) { safe_name, text }, 2);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int instance_format_table(json_object *instance, char **ret) {
+        static const char *const headers[] = { "KEY", "VALUE" };
+        _cleanup_(table_freep) Table *t = NULL;
+        int r;
+
+        r = table_new(&t, headers, ELEMENTSOF(headers));
+        if (r < 0)
+                return r;
+        r = instance_add_rows(t, NULL, instance, 0);
+        if (r < 0)
+                return r;
+        return table_format(t, ret);
+}
+
 /* model get: what was written, from where. The URL and the path are ours
  * (built from validated node fields, given on the command line). */
 int model_format_line(const char *path, const char *url, const Model *m, char **ret) {

@@ -17,5 +17,14 @@ int stopped_format_json(const NodeList *l, char **ret);
 
 int state_format_json(const char *state, char **ret);
 
+/* {"message":...}: what the verbs that change the cluster print with --json. */
+int message_format_json(const char *message, char **ret);
+
+/* instance show: the job as the scheduler sent it (REST's "result"), or a
+ * KEY VALUE table in the scheduler's order, nested objects (the pending
+ * job) flattened to "pending.KEY". */
+int instance_format_json(json_object *instance, char **ret);
+int instance_format_table(json_object *instance, char **ret);
+
 int model_format_line(const char *path, const char *url, const Model *m, char **ret);
 int model_format_json(const char *path, const char *url, const Model *m, char **ret);

@@ -181,6 +181,27 @@ int state_from_json(json_object *reply, char **ret) {
         return 0;
 }
 
+int instance_from_json(json_object *reply, json_object **ret) {
+        json_object *result;
+
+        if (!json_object_object_get_ex(reply, "result", &result) || !json_object_is_type(result, json_type_object))
+                return -EBADMSG;
+        *ret = json_object_get(result);
+        return 0;
+}
+
+int instance_from_string(const char *text, json_object **ret) {
+        return json_parse_object(text, strlen(text), ret);     /* -EBADMSG or -ENOMEM */
+}
+
+char *message_from_json(json_object *reply, const char *fallback) {
+        const char *message;
+
+        if (json_get_string(reply, "message", &message) < 0 || isempty(message))
+                message = fallback;
+        return message_sanitize(message);
+}
+
 char *message_sanitize(const char *s) {
         size_t n = strnlen(s, MESSAGE_MAX);
         char *copy;

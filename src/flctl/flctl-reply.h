@@ -44,6 +44,14 @@ bool state_name_is_valid(const char *s);
 int nodes_from_json(json_object *reply, NodeList *ret);
 int stopped_from_json(json_object *reply, NodeList *ret);
 int state_from_json(json_object *reply, char **ret);
+/* REST's "result" of GET /queryInstance (a new reference), or the text of
+ * D-Bus QueryInstance: a JSON object either way. */
+int instance_from_json(json_object *reply, json_object **ret);
+int instance_from_string(const char *text, json_object **ret);
+
+/* The reply's "message" made safe to print, or fallback when it has none.
+ * NULL only when out of memory. */
+char *message_from_json(json_object *reply, const char *fallback);
 
 /* A remote error message made safe for a terminal: control characters become
  * blanks and the length is bounded. NULL only when out of memory. */

@@ -74,8 +74,8 @@ static char *reply_error_message(json_object *reply) {
         return message_sanitize(message);
 }
 
-static int rest_setup(RestBackend *b, const char *method, const char *url, Body *body,
-                      struct curl_slist *headers) {
+static int rest_setup(RestBackend *b, const char *method, const char *url, const char *request,
+                      Body *body, struct curl_slist *headers) {
         long timeout_ms = (long) MAX(b->backend.timeout_usec / USEC_PER_MSEC, (uint64_t) 1);
         CURL *c = b->curl;
 
@@ -96,24 +96,28 @@ static int rest_setup(RestBackend *b, const char *method, const char *url, Body 
             curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers) != CURLE_OK)
                 return -EIO;
 
-        /* The management API's POSTs without a request body: send none, with
-         * no form Content-Type, as `curl -X POST` or requests.post() do. */
+        /* The management API's POSTs without a request body send none, with
+         * no form Content-Type, as `curl -X POST` or requests.post() do.
+         * libcurl does not copy the body: the caller keeps it until the end. */
         if (streq(method, "POST") &&
             (curl_easy_setopt(c, CURLOPT_POST, 1L) != CURLE_OK ||
-             curl_easy_setopt(c, CURLOPT_POSTFIELDS, "") != CURLE_OK ||
-             curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L) != CURLE_OK))
+             curl_easy_setopt(c, CURLOPT_POSTFIELDS, request ?: "") != CURLE_OK ||
+             curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) (request ? strlen(request) : 0))
+             != CURLE_OK))
                 return -EIO;
         return 0;
 }
 
-/* One request; on success the reply is a JSON object whose "code" is "0".
+/* One request, with request (a JSON object) as the body of a POST if it is
+ * not NULL; on success the reply is a JSON object whose "code" is "0".
  * Logs every failure, with the scheduler's own words for a refusal. */
-static int rest_request(RestBackend *b, const char *method, const char *path, json_object **ret) {
+static int rest_request(RestBackend *b, const char *method, const char *path, json_object *request,
+                        json_object **ret) {
         _cleanup_(curl_slist_free_allp) struct curl_slist *headers = NULL;
         _cleanup_(json_object_putp) json_object *reply = NULL;
         _cleanup_free_ char *url = NULL, *message = NULL;
         _cleanup_(body_done) Body body = {};
-        const char *code;
+        const char *code, *request_text = NULL;
         CURLcode cc;
         long status = 0;
         int r;
@@ -123,8 +127,15 @@ static int rest_request(RestBackend *b, const char *method, const char *path, js
         headers = curl_slist_append(NULL, "Accept: application/json");
         if (!headers)
                 return log_oom();
+        if (request) {
+                request_text = json_object_to_json_string_ext(request, JSON_C_TO_STRING_PLAIN);
+                if (!request_text)
+                        return log_oom();
+        }
         if (streq(method, "POST")) {
-                struct curl_slist *more = curl_slist_append(headers, "Content-Type:");  /* drops curl's default */
+                /* An empty value drops curl's default form type. */
+                struct curl_slist *more = curl_slist_append(headers, request ? "Content-Type: application/json"
+                                                                             : "Content-Type:");
                 if (!more)
                         return log_oom();
                 headers = more;
@@ -132,7 +143,7 @@ static int rest_request(RestBackend *b, const char *method, const char *path, js
 
         b->errbuf[0] = '\0';
         /* Fails only when libcurl is out of memory or lacks an option. */
-        r = rest_setup(b, method, url, &body, headers);
+        r = rest_setup(b, method, url, request_text, &body, headers);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the request %s %s with libcurl.", method, url);
 
@@ -178,7 +189,7 @@ static int rest_list_nodes(Backend *backend, NodeList *ret) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
         int r;
 
-        r = rest_request((RestBackend *) backend, "GET", "/nodes", &reply);
+        r = rest_request((RestBackend *) backend, "GET", "/nodes", NULL, &reply);
         if (r < 0)
                 return r;
         r = nodes_from_json(reply, ret);
@@ -193,7 +204,7 @@ static int rest_get_state(Backend *backend, char **ret) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
         int r;
 
-        r = rest_request((RestBackend *) backend, "GET", "/state", &reply);
+        r = rest_request((RestBackend *) backend, "GET", "/state", NULL, &reply);
         if (r < 0)
                 return r;
         r = state_from_json(reply, ret);
@@ -208,7 +219,7 @@ static int rest_finish(Backend *backend, NodeList *ret) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
         int r;
 
-        r = rest_request((RestBackend *) backend, "POST", "/finish", &reply);
+        r = rest_request((RestBackend *) backend, "POST", "/finish", NULL, &reply);
         if (r < 0)
                 return r;
         r = stopped_from_json(reply, ret);
@@ -217,6 +228,75 @@ static int rest_finish(Backend *backend, NodeList *ret) {
         if (r < 0)
                 return log_oom();
         return 0;
+}
+
+/* A POST whose reply says no more than its message. */
+static int rest_post(Backend *backend, const char *path, json_object *request, const char *fallback,
+                     char **ret_message) {
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        char *message;
+        int r;
+
+        r = rest_request((RestBackend *) backend, "POST", path, request, &reply);
+        if (r < 0)
+                return r;
+        message = message_from_json(reply, fallback);
+        if (!message)
+                return log_oom();
+        *ret_message = message;
+        return 0;
+}
+
+static int rest_scale_out(Backend *backend, uint32_t server_num, char **ret_message) {
+        _cleanup_(json_object_putp) json_object *request = json_object_new_object();
+
+        /* MindSpore's body: workers are not ours, but scripts send the field. */
+        if (!request ||
+            json_object_object_add(request, "worker_num", json_object_new_int(0)) < 0 ||
+            json_object_object_add(request, "server_num", json_object_new_int64(server_num)) < 0)
+                return log_oom();
+        return rest_post(backend, "/scaleout", request, SCALE_OUT_MESSAGE, ret_message);
+}
+
+static int rest_scale_in(Backend *backend, char *const *node_ids, size_t n, char **ret_message) {
+        _cleanup_(json_object_putp) json_object *request = json_object_new_object();
+        json_object *ids = json_object_new_array();
+
+        if (!request || !ids || json_object_object_add(request, "node_ids", ids) < 0) {
+                json_object_put(ids);
+                return log_oom();
+        }
+        for (size_t i = 0; i < n; i++) {
+                json_object *id = json_object_new_string(node_ids[i]);
+
+                if (!id || json_object_array_add(ids, id) < 0) {
+                        json_object_put(id);
+                        return log_oom();
+                }
+        }
+        return rest_post(backend, "/scalein", request, SCALE_IN_MESSAGE, ret_message);
+}
+
+static int rest_new_instance(Backend *backend, json_object *params, char **ret_message) {
+        return rest_post(backend, "/newInstance", params, NEW_INSTANCE_MESSAGE, ret_message);
+}
+
+static int rest_query_instance(Backend *backend, json_object **ret) {
+        _cleanup_(json_object_putp) json_object *reply = NULL;
+        int r;
+
+        r = rest_request((RestBackend *) backend, "GET", "/queryInstance", NULL, &reply);
+        if (r < 0)
+                return r;
+        r = instance_from_json(reply, ret);
+        if (r < 0)
+                return log_error_errno(r, "The reply to GET /queryInstance has a missing or malformed result.");
+        return 0;
+}
+
+static int rest_set_enabled(Backend *backend, bool enable, char **ret_message) {
+        return rest_post(backend, enable ? "/enableFLS" : "/disableFLS", NULL,
+                         enable ? ENABLE_MESSAGE : DISABLE_MESSAGE, ret_message);
 }
 
 static void rest_backend_free(Backend *backend) {
@@ -232,6 +312,11 @@ static const BackendVTable rest_vtable = {
         .list_nodes = rest_list_nodes,
         .get_state = rest_get_state,
         .finish = rest_finish,
+        .scale_out = rest_scale_out,
+        .scale_in = rest_scale_in,
+        .new_instance = rest_new_instance,
+        .query_instance = rest_query_instance,
+        .set_enabled = rest_set_enabled,
         .free = rest_backend_free,
 };
 

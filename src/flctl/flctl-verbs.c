@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "flctl-model.h"
+#include "json-util.h"
 #include "flctl-output.h"
 #include "flctl-verbs.h"
 #include "log.h"
@@ -63,7 +64,7 @@ static int verb_finish(Backend *b, const FlctlOptions *o, int argc, char *argv[]
         return 0;
 }
 
-static int check_model_get(const FlctlOptions *o) {
+static int check_model_get(const FlctlOptions *o, int argc, char *argv[]) {
         if (!o->output)
                 return log_error_errno(-EINVAL, "'model get' needs -o FILE. See '%s --help'.",
                                        program_invocation_short_name);
@@ -96,11 +97,118 @@ static int verb_model_get(Backend *b, const FlctlOptions *o, int argc, char *arg
         return 0;
 }
 
+/* What the verbs that change the cluster print: the scheduler's message. */
+static int print_message(const FlctlOptions *o, const char *message) {
+        _cleanup_free_ char *text = NULL;
+
+        if (!o->json) {
+                puts(message);
+                return 0;
+        }
+        if (message_format_json(message, &text) < 0)
+                return log_oom();
+        fputs(text, stdout);
+        return 0;
+}
+
+static int check_scale_out(const FlctlOptions *o, int argc, char *argv[]) {
+        uint32_t n;
+
+        return parse_server_num(argv[1], &n);
+}
+
+static int verb_scale_out(Backend *b, const FlctlOptions *o, int argc, char *argv[]) {
+        _cleanup_free_ char *message = NULL;
+        uint32_t n;
+        int r;
+
+        r = parse_server_num(argv[1], &n);
+        if (r < 0)
+                return r;
+        r = b->vtable->scale_out(b, n, &message);
+        if (r < 0)
+                return r;
+        return print_message(o, message);
+}
+
+static int check_scale_in(const FlctlOptions *o, int argc, char *argv[]) {
+        return check_node_ids(argc - 1, argv + 1);
+}
+
+static int verb_scale_in(Backend *b, const FlctlOptions *o, int argc, char *argv[]) {
+        _cleanup_free_ char *message = NULL;
+        int r;
+
+        r = b->vtable->scale_in(b, argv + 1, (size_t) argc - 1, &message);
+        if (r < 0)
+                return r;
+        return print_message(o, message);
+}
+
+static int verb_instance_show(Backend *b, const FlctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(json_object_putp) json_object *instance = NULL;
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        r = b->vtable->query_instance(b, &instance);
+        if (r < 0)
+                return r;
+        r = o->json ? instance_format_json(instance, &text) : instance_format_table(instance, &text);
+        if (r < 0)
+                return log_oom();
+        fputs(text, stdout);
+        return 0;
+}
+
+static int check_instance_set(const FlctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(json_object_putp) json_object *params = NULL;
+
+        return instance_params_from_args(argc - 2, argv + 2, &params);
+}
+
+static int verb_instance_set(Backend *b, const FlctlOptions *o, int argc, char *argv[]) {
+        _cleanup_(json_object_putp) json_object *params = NULL;
+        _cleanup_free_ char *message = NULL;
+        int r;
+
+        r = instance_params_from_args(argc - 2, argv + 2, &params);
+        if (r < 0)
+                return r;
+        r = b->vtable->new_instance(b, params, &message);
+        if (r < 0)
+                return r;
+        return print_message(o, message);
+}
+
+static int set_enabled(Backend *b, const FlctlOptions *o, bool enable) {
+        _cleanup_free_ char *message = NULL;
+        int r;
+
+        r = b->vtable->set_enabled(b, enable, &message);
+        if (r < 0)
+                return r;
+        return print_message(o, message);
+}
+
+static int verb_enable(Backend *b, const FlctlOptions *o, int argc, char *argv[]) {
+        return set_enabled(b, o, true);
+}
+
+static int verb_disable(Backend *b, const FlctlOptions *o, int argc, char *argv[]) {
+        return set_enabled(b, o, false);
+}
+
 static const Verb verbs[] = {
         { "nodes",  0, 0, verb_nodes,     0                   },
         { "state",  0, 0, verb_state,     0                   },
         { "finish", 0, 0, verb_finish,    FINISH_TIMEOUT_USEC },
         { "model",  0, 0, verb_model_get, MODEL_TIMEOUT_USEC, "get", check_model_get },
+        { "scaleout", 1, 1,        verb_scale_out,     0, NULL,   check_scale_out    },
+        { "scalein",  1, VERB_ANY, verb_scale_in,      0, NULL,   check_scale_in     },
+        { "instance", 0, 0,        verb_instance_show, 0, "show", NULL               },
+        { "instance", 1, VERB_ANY, verb_instance_set,  0, "set",  check_instance_set },
+        { "enable",   0, 0,        verb_enable,        0                             },
+        { "disable",  0, 0,        verb_disable,       0                             },
 };
 
 int verb_find(int argc, char *argv[], const Verb **ret) {
@@ -121,11 +229,13 @@ int verb_find(int argc, char *argv[], const Verb **ret) {
                         n_args--;
                 }
                 if (n_args < v->min_args)
-                        return log_error_errno(-EINVAL, "Too few arguments for '%s'. See '%s --help'.",
-                                               name, program_invocation_short_name);
+                        return log_error_errno(-EINVAL, "Too few arguments for '%s%s%s'. See '%s --help'.",
+                                               name, v->sub ? " " : "", v->sub ?: "",
+                                               program_invocation_short_name);
                 if (v->max_args != VERB_ANY && n_args > v->max_args)
-                        return log_error_errno(-EINVAL, "Too many arguments for '%s'. See '%s --help'.",
-                                               name, program_invocation_short_name);
+                        return log_error_errno(-EINVAL, "Too many arguments for '%s%s%s'. See '%s --help'.",
+                                               name, v->sub ? " " : "", v->sub ?: "",
+                                               program_invocation_short_name);
                 *ret = v;
                 return 0;
         }
@@ -135,8 +245,8 @@ int verb_find(int argc, char *argv[], const Verb **ret) {
         return log_error_errno(-EINVAL, "Unknown verb '%s'. See '%s --help'.", name, program_invocation_short_name);
 }
 
-int verb_check_options(const Verb *verb, const FlctlOptions *o) {
-        return verb->check ? verb->check(o) : 0;
+int verb_check(const Verb *verb, const FlctlOptions *o, int argc, char *argv[]) {
+        return verb->check ? verb->check(o, argc, argv) : 0;
 }
 
 int verb_run(const Verb *verb, const FlctlOptions *o, int argc, char *argv[]) {

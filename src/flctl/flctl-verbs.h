@@ -17,14 +17,16 @@ typedef struct Verb {
         int (*run)(Backend *b, const FlctlOptions *o, int argc, char *argv[]);
         uint64_t timeout_usec;  /* how long the scheduler may take; 0: the default */
         const char *sub;        /* the second word, or NULL */
-        /* Options the verb needs; a logged -EINVAL is a usage error. */
-        int (*check)(const FlctlOptions *o);
+        /* The options and arguments (argv as run() gets it) the verb needs,
+         * checked before any connection; a logged -EINVAL is a usage error. */
+        int (*check)(const FlctlOptions *o, int argc, char *argv[]);
 } Verb;
 
-/* Finds the verb in argv[0] (and argv[1]) and checks its argument count
- * and, with o, its options; a logged -EINVAL is a usage error. */
+/* Finds the verb in argv[0] (and argv[1]) and checks its argument count;
+ * verb_check() then checks the options and the arguments themselves. A
+ * logged -EINVAL is a usage error. */
 int verb_find(int argc, char *argv[], const Verb **ret);
-int verb_check_options(const Verb *verb, const FlctlOptions *o);
+int verb_check(const Verb *verb, const FlctlOptions *o, int argc, char *argv[]);
 
 /* Connects the backend --url chose and runs the verb; the failure, if any,
  * is already logged. */

@@ -27,7 +27,7 @@ int main(int argc, char *argv[]) {
                 return flush_stdout() < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 
         r = verb_find(argc - verb_index, argv + verb_index, &verb);
-        if (r < 0 || verb_check_options(verb, &options) < 0)
+        if (r < 0 || verb_check(verb, &options, argc - verb_index, argv + verb_index) < 0)
                 return FLCTL_EXIT_USAGE;
 
         r = verb_run(verb, &options, argc - verb_index, argv + verb_index);

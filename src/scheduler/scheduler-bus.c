@@ -147,6 +147,51 @@ static int bus_new_instance(sd_bus_message *call, void *userdata, sd_bus_error *
         return sd_bus_reply_method_return(call, "b", 1);
 }
 
+static int bus_scale_error(sd_bus_error *error, int r, const char *msg) {
+        return sd_bus_error_set(error, r == -EBUSY ? FL_BUS_ERROR_NOT_READY : FL_BUS_ERROR_INVALID, msg);
+}
+
+static int bus_scale_out(sd_bus_message *call, void *userdata, sd_bus_error *error) {
+        _cleanup_(json_object_putp) json_object *body = json_object_new_object();
+        char msg[256];
+        uint32_t k;
+        int r;
+
+        r = sd_bus_message_read(call, "u", &k);
+        if (r < 0)
+                return r;
+        json_object_object_add(body, "worker_num", json_object_new_int(0));
+        json_object_object_add(body, "server_num", json_object_new_int64(k));
+        r = scale_out(userdata, body, msg, sizeof msg);
+        if (r < 0)
+                return bus_scale_error(error, r, msg);
+        return sd_bus_reply_method_return(call, NULL);
+}
+
+static int bus_scale_in(sd_bus_message *call, void *userdata, sd_bus_error *error) {
+        _cleanup_(json_object_putp) json_object *body = json_object_new_object();
+        json_object *ids = json_object_new_array();
+        const char *id;
+        char msg[256];
+        int r;
+
+        json_object_object_add(body, "node_ids", ids);
+        r = sd_bus_message_enter_container(call, 'a', "s");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_read(call, "s", &id)) > 0)
+                json_object_array_add(ids, json_object_new_string(id));
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(call);
+        if (r < 0)
+                return r;
+        r = scale_in(userdata, body, msg, sizeof msg);
+        if (r < 0)
+                return bus_scale_error(error, r, msg);
+        return sd_bus_reply_method_return(call, NULL);
+}
+
 static int bus_query_instance(sd_bus_message *call, void *userdata, sd_bus_error *error) {
         _cleanup_(json_object_putp) json_object *o = instance_query(userdata);
 
@@ -188,6 +233,10 @@ static const sd_bus_vtable scheduler_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("Finish", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(susu)", stopped),
                                 bus_finish, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_PROPERTY("FlEnabled", "b", bus_property_fl_enabled, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_METHOD_WITH_ARGS("ScaleOut", SD_BUS_ARGS("u", server_num), SD_BUS_NO_RESULT,
+                                bus_scale_out, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ScaleIn", SD_BUS_ARGS("as", node_ids), SD_BUS_NO_RESULT,
+                                bus_scale_in, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("NewInstance", SD_BUS_ARGS("s", hyper_parameters_json), SD_BUS_RESULT("b", result),
                                 bus_new_instance, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("QueryInstance", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", instance_json),

@@ -98,6 +98,7 @@ static int link_handle_register(Link *l, json_object *msg) {
         }
 
         n->peer_port = peer_port;
+        n->in_sync = false;     /* until it says WIRE_SYNCED */
         r = manager_save_node(m, n);
         if (r < 0) {
                 /* Not durable, so not announced: the server retries. */
@@ -137,6 +138,7 @@ static int link_handle_register(Link *l, json_object *msg) {
         if (r < 0)
                 return r;
         training_send_iteration(m, l);
+        scale_check(m);
         return 0;
 
 refuse:
@@ -158,6 +160,8 @@ static int link_on_frame(Conn *c, uint8_t type, const uint8_t *payload, size_t s
                                          type, conn_peer(c));
 
         if (!l->node) {
+                if (type == WIRE_FINISH_ACK)
+                        return 0;  /* a server that was scaled in, on its way out */
                 if (type != WIRE_REGISTER)
                         return log_warning_errno(-EPROTO, "Frame of type %u from unregistered %s, disconnecting.",
                                                  type, conn_peer(c));
@@ -183,6 +187,9 @@ static int link_on_frame(Conn *c, uint8_t type, const uint8_t *payload, size_t s
 
         case WIRE_AGGREGATE_DONE:
                 return training_handle_aggregate_done(m, l, msg);
+
+        case WIRE_SYNCED:
+                return training_handle_synced(m, l, msg);
 
         case WIRE_FINISH_ACK:
                 if (json_get_u32(msg, "pid", &pid) < 0)

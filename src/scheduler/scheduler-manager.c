@@ -30,6 +30,7 @@ int manager_new(Manager **ret, const FlConfig *config) {
         m->listen_fd = -EBADF;
         m->lock_fd = -EBADF;
         m->state = CLUSTER_STARTING;
+        m->scaling = _CLUSTER_STATE_INVALID;
         registry_init(&m->registry, config->server_num);
 
         r = sd_event_default(&m->event);
@@ -50,6 +51,7 @@ Manager *manager_free(Manager *m) {
         free(m->finish_requests);
         json_object_put(m->stopped);
         training_done(m);
+        scale_done(m);
         http_server_free(m->http);
         sd_event_source_disable_unref(m->listen_source);
         sd_event_source_disable_unref(m->expire_timer);
@@ -84,6 +86,7 @@ static json_object *member_json(const Node *n) {
         json_object_object_add(o, "fl_server_port", json_object_new_int64(n->fl_server_port));
         json_object_object_add(o, "alive", json_object_new_boolean(n->alive));
         json_object_object_add(o, "peer_port", json_object_new_int64(n->peer_port));
+        json_object_object_add(o, "leaving", json_object_new_boolean(n->leaving));
         return o;
 }
 
@@ -109,6 +112,8 @@ void manager_send_members(Manager *m, Link *only) {
 static ClusterState manager_compute_state(Manager *m) {
         if (m->finishing || m->state == CLUSTER_EXIT)
                 return CLUSTER_EXIT;
+        if (m->scaling != _CLUSTER_STATE_INVALID)
+                return m->scaling;
 
         if (m->recovering) {
                 bool all_back = true;
@@ -202,6 +207,8 @@ json_object *manager_nodes_json(Manager *m) {
                 json_object_object_add(o, "fl_server_port", json_object_new_int64(n->fl_server_port));
                 json_object_object_add(o, "pid", json_object_new_int64(n->pid));
                 json_object_object_add(o, "connected", json_object_new_boolean(n->connected));
+                json_object_object_add(o, "leaving", json_object_new_boolean(n->leaving));
+                json_object_object_add(o, "in_sync", json_object_new_boolean(node_in_sync(m, n)));
                 json_object_array_add(a, o);
         }
         return a;
@@ -337,6 +344,8 @@ static int manager_load(Manager *m) {
                         r = store_meta_set(m->db, "iteration", "0");
                 if (r >= 0)
                         r = instance_reset(m);
+                if (r >= 0)
+                        r = store_meta_set(m->db, "model_checksum", "");
                 if (r < 0)
                         return log_error_errno(r, "Failed to reset %s: %m", m->db_path);
                 return scheduler_store_save_cluster(m->db, CLUSTER_STARTING, m->registry.server_num);
@@ -404,6 +413,9 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         r = training_setup(m);
+        if (r < 0)
+                return r;
+        r = scale_setup(m);
         if (r < 0)
                 return r;
 

@@ -54,6 +54,16 @@ typedef struct Manager {
         char ring_checksum[128];
         sd_event_source *aggregate_timer;
 
+        /* The model the cluster last committed ("" while the initial one). */
+        char model_checksum[128];
+        uint32_t model_iteration;
+
+        /* A running scale operation (scheduler-scale.c). */
+        ClusterState scaling;           /* CLUSTER_SCALE_OUT, CLUSTER_SCALE_IN or _CLUSTER_STATE_INVALID */
+        uint32_t scale_from;            /* server_num before it */
+        uint64_t scale_started_usec;
+        sd_event_source *scale_timer;
+
         /* A running "finish": the nodes told to stop, who answered, who asked. */
         bool finishing;
         sd_event_source *finish_timer;
@@ -113,6 +123,21 @@ bool instance_take_pending(Manager *m);
 int instance_new(Manager *m, json_object *params, char *error, size_t size);
 json_object *instance_query(Manager *m);
 int instance_set_enabled(Manager *m, bool enable, char *error, size_t size);
+
+/* scheduler-scale.c */
+int scale_setup(Manager *m);
+void scale_done(Manager *m);
+/* Each returns 0, or a negative errno with the refusal's message in error:
+ * -EBUSY (not READY, another operation runs), -EINVAL (bad arguments). */
+int scale_out(Manager *m, json_object *body, char *error, size_t size);
+int scale_in(Manager *m, json_object *body, char *error, size_t size);
+/* A server registered or got in sync: maybe the scale-out is complete. */
+void scale_check(Manager *m);
+/* The iteration ended (or none runs): the leavers of a scale-in go now. */
+void scale_on_boundary(Manager *m);
+int training_handle_synced(Manager *m, Link *l, json_object *msg);
+/* Whether a node may take part in the aggregation: it holds the model. */
+bool node_in_sync(const Manager *m, const Node *n);
 
 /* scheduler-bus.c */
 int manager_bus_setup(Manager *m);

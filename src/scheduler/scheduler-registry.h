@@ -28,6 +28,8 @@ typedef struct Node {
         uint32_t pid;
         bool alive;
         bool connected;
+        bool leaving;                   /* named by a scale-in */
+        bool in_sync;                   /* holds the cluster's model (WIRE_SYNCED) */
         uint64_t last_seen_usec;        /* CLOCK_MONOTONIC */
         void *link;                     /* the connection, while connected */
 } Node;

@@ -139,10 +139,38 @@ static int rest_post_disable(HttpRequest *req, void *userdata) {
         return rest_set_enabled(req, userdata, false);
 }
 
+static int rest_scale(HttpRequest *req, Manager *m, bool out) {
+        _cleanup_(json_object_putp) json_object *body = NULL, *o = NULL;
+        const char *type = http_request_content_type(req);
+        const uint8_t *data;
+        char error[256];
+        size_t size;
+
+        data = http_request_body(req, &size);
+        if (type && !strneq(type, "application/json", strlen("application/json")))
+                return http_reply_error(req, 400, "The Content-Type must be application/json.");
+        if (json_parse_object((const char *) data, size, &body) < 0)
+                return http_reply_error(req, 400, "The request body must be a JSON object.");
+        if ((out ? scale_out : scale_in)(m, body, error, sizeof error) < 0)
+                return http_reply_error(req, 400, "%s", error);
+        o = reply_new(out ? "Cluster begin to scale out." : "Cluster begin to scale in.");
+        return http_reply_json(req, 200, o);
+}
+
+static int rest_post_scaleout(HttpRequest *req, void *userdata) {
+        return rest_scale(req, userdata, true);
+}
+
+static int rest_post_scalein(HttpRequest *req, void *userdata) {
+        return rest_scale(req, userdata, false);
+}
+
 static const HttpRoute routes[] = {
         { "GET", "/nodes", rest_get_nodes },
         { "GET", "/state", rest_get_state },
         { "POST", "/finish", rest_post_finish },
+        { "POST", "/scaleout", rest_post_scaleout },
+        { "POST", "/scalein", rest_post_scalein },
         { "POST", "/newInstance", rest_post_new_instance },
         { "GET", "/queryInstance", rest_get_query_instance },
         { "POST", "/enableFLS", rest_post_enable },

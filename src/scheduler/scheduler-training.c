@@ -64,6 +64,8 @@ static json_object *iteration_json(Manager *m, uint32_t abandoned) {
         json_object_object_add(o, "next_req_time",
                                json_object_new_int64((int64_t) iteration_next_req_time(&m->iteration, &m->job, now)));
         json_object_object_add(o, "job", job_to_json(&m->job));
+        json_object_object_add(o, "model_iteration", json_object_new_int64(m->model_iteration));
+        json_object_object_add(o, "model_checksum", json_object_new_string(m->model_checksum));
         return o;
 }
 
@@ -109,6 +111,7 @@ static void training_next(Manager *m, uint32_t abandoned) {
         training_arm_timer(m);
         training_broadcast(m, NULL, abandoned);
         manager_bus_emit_state(m);
+        scale_on_boundary(m);
 }
 
 static void training_abandon(Manager *m, const char *reason) {
@@ -162,6 +165,20 @@ int training_setup(Manager *m) {
                 return r;
         (void) sd_event_source_set_enabled(m->aggregate_timer, SD_EVENT_OFF);
 
+        {
+                _cleanup_free_ char *checksum = NULL, *model_iteration = NULL;
+
+                r = store_meta_get(m->db, "model_checksum", &checksum);
+                if (r >= 0)
+                        r = store_meta_get(m->db, "model_iteration", &model_iteration);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to read the model checksum from %s: %m", m->db_path);
+                if (checksum && strlen(checksum) < sizeof m->model_checksum)
+                        strcpy(m->model_checksum, checksum);
+                if (model_iteration)
+                        (void) safe_atou32(model_iteration, &m->model_iteration);
+        }
+
         /* A restarted scheduler resumes at its iteration. Admissions of an unfinished
          * iteration are not kept yet: it starts over with fresh windows. */
         r = store_meta_get(m->db, "iteration", &number);
@@ -208,7 +225,10 @@ void training_on_state(Manager *m) {
 static const char *training_gate(Manager *m) {
         if (m->fl_disabled || (m->iteration.phase == ITERATION_FINISHED && m->iteration.number > 0))
                 return "disabled";
-        if (m->state != CLUSTER_READY || m->iteration.number == 0)
+        /* Devices keep being served while the cluster scales, and while a dead
+         * server is awaited: the iteration completes without it. */
+        if (!IN_SET(m->state, CLUSTER_READY, CLUSTER_SCALE_OUT, CLUSTER_SCALE_IN, NODE_TIMEOUT) ||
+            m->iteration.number == 0)
                 return "safemode";
         return "ok";
 }
@@ -271,7 +291,7 @@ static void training_aggregate_begin(Manager *m) {
                 const Node *node = nodes[i];
                 json_object *o;
 
-                if (!node->link || !node->alive || node->peer_port == 0)
+                if (!node->link || !node->alive || node->peer_port == 0 || !node_in_sync(m, node))
                         continue;
                 o = json_object_new_object();
                 json_object_object_add(o, "rank", json_object_new_int64(node->rank));
@@ -335,6 +355,62 @@ int training_handle_update(Manager *m, Link *l, json_object *msg) {
         return 0;
 }
 
+/* The ring computed this model: its members hold it, everyone else must fetch it. */
+static void training_commit_model(Manager *m, uint32_t iteration) {
+        char buf[16];
+        int r;
+
+        strcpy(m->model_checksum, m->ring_checksum);
+        m->model_iteration = iteration;
+        for (size_t i = 0; i < m->registry.n_nodes; i++)
+                m->registry.nodes[i]->in_sync = false;
+        for (size_t i = 0; i < m->n_ring; i++) {
+                Node *n = registry_find(&m->registry, m->ring[i].node_id);
+                if (n)
+                        n->in_sync = true;
+        }
+        snprintf(buf, sizeof buf, "%u", iteration);
+        r = store_meta_set(m->db, "model_checksum", m->model_checksum);
+        if (r >= 0)
+                r = store_meta_set(m->db, "model_iteration", buf);
+        if (r < 0)
+                log_error_errno(r, "Failed to store the model checksum in %s: %m", m->db_path);
+}
+
+int training_handle_synced(Manager *m, Link *l, json_object *msg) {
+        const char *checksum;
+        uint32_t iteration;
+        bool was = node_in_sync(m, l->node);
+        int r;
+
+        if (json_get_u32(msg, "model_iteration", &iteration) < 0 || json_get_string(msg, "model_checksum", &checksum) < 0)
+                return log_warning_errno(-EBADMSG, "Malformed SYNCED from rank %u, disconnecting.", l->node->rank);
+
+        if (isempty(m->model_checksum) && !isempty(checksum)) {
+                /* The initial model, as the first server to report loaded it: from now
+                 * on a server with another one (or none) fetches it from a peer. */
+                if (strlen(checksum) >= sizeof m->model_checksum)
+                        return log_warning_errno(-EBADMSG, "Overlong checksum from rank %u, disconnecting.",
+                                                 l->node->rank);
+                strcpy(m->model_checksum, checksum);
+                m->model_iteration = iteration;
+                r = store_meta_set(m->db, "model_checksum", m->model_checksum);
+                if (r < 0)
+                        log_error_errno(r, "Failed to store the model checksum in %s: %m", m->db_path);
+                log_info("The cluster's initial model is %s (reported by rank %u).", checksum, l->node->rank);
+                training_broadcast(m, NULL, 0);
+        }
+        l->node->in_sync = !isempty(checksum) && streq(checksum, m->model_checksum);
+        if (l->node->in_sync && !was)
+                log_info("Server rank %u (node %s) holds the model of iteration %u.", l->node->rank,
+                         l->node->node_id, iteration);
+        else if (!l->node->in_sync)
+                log_debug("Server rank %u reports model %s, the cluster's is %s.", l->node->rank, checksum,
+                          m->model_checksum);
+        scale_check(m);
+        return 0;
+}
+
 static RingEntry *ring_find(Manager *m, const char *node_id) {
         for (size_t i = 0; i < m->n_ring; i++)
                 if (streq(m->ring[i].node_id, node_id))
@@ -378,6 +454,7 @@ int training_handle_aggregate_done(Manager *m, Link *l, json_object *msg) {
 
         log_iteration(LOG_NOTICE, iteration, "Iteration %u finished: %u updates, data_size %" PRIu64 ", model %s.",
                       iteration, m->iteration.n_updated, m->iteration.data_size_updated, m->ring_checksum);
+        training_commit_model(m, iteration);
         training_next(m, 0);
         return 0;
 }

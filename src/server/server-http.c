@@ -32,6 +32,8 @@ static int http_get_root(HttpRequest *req, void *userdata) {
             json_object_object_add(o, "data_size",
                                    json_object_new_int64(m->aggregate ? (int64_t) m->aggregate->data_size : 0)) < 0 ||
             json_object_object_add(o, "waiting", json_object_new_int64((int64_t) m->pending.n)) < 0 ||
+            json_object_object_add(o, "in_sync", json_object_new_boolean(manager_model_in_sync(m))) < 0 ||
+            json_object_object_add(o, "leaving", json_object_new_boolean(l->leaving)) < 0 ||
             json_object_object_add(o, "metrics_count", json_object_new_int64((int64_t) m->n_metrics)) < 0 ||
             json_object_object_add(o, "last_loss", m->n_metrics ? json_object_new_double(m->last_loss) : NULL) < 0 ||
             json_object_object_add(o, "last_accuracy",

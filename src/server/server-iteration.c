@@ -127,6 +127,18 @@ int iteration_msg_parse(json_object *o, const FlConfig *defaults, IterationMsg *
                 return -EBADMSG;
         if (json_object_object_get_ex(o, "job", &job) && job_parse(job, &msg.job) < 0)
                 return -EBADMSG;
+        if (json_object_object_get_ex(o, "model_checksum", NULL)) {
+                const char *checksum;
+                int r;
+
+                if (json_get_string(o, "model_checksum", &checksum) < 0 ||
+                    sync_checksum_parse(checksum, msg.model_checksum) < 0)
+                        return -EBADMSG;
+                r = get_optional_u32(o, "model_iteration", &msg.model_iteration);
+                if (r < 0 && r != -ENOENT)
+                        return -EBADMSG;
+                msg.has_model = true;
+        }
 
         *ret = msg;
         return 0;
@@ -248,6 +260,8 @@ int manager_on_iteration(Manager *m, json_object *o) {
                            t->reducing, msg.iteration);
                 training_stop_reduce(t, m->allreduce);
         }
+        /* Last: the rollback above may already have brought the model in line. */
+        manager_sync_on_iteration(m);
         return 0;
 }
 

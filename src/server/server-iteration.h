@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "conf.h"
+#include "model.h"
 #include "server-allreduce.h"
 
 /* The iteration as the scheduler announces it (WIRE_ITERATION), and the end
@@ -42,6 +43,12 @@ typedef struct IterationMsg {
         uint32_t abandoned;             /* 0, or an iteration that ended without a model */
         uint64_t next_req_time;         /* Unix ms */
         TrainingJob job;
+        /* The model the cluster last committed ("model_iteration",
+         * "model_checksum"); has_model is false from a scheduler that does
+         * not name it. The checksum is "" for the initial model. */
+        bool has_model;
+        uint32_t model_iteration;
+        char model_checksum[MODEL_CHECKSUM_STRING_MAX];
 } IterationMsg;
 
 typedef struct AggregateMsg {

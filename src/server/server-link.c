@@ -89,6 +89,12 @@ static int link_send_register(ServerLink *l) {
             json_object_object_add(o, "peer_port",
                                    json_object_new_int64(m->allreduce ? allreduce_port(m->allreduce) : 0)) < 0)
                 return -ENOMEM;
+        /* The model this server holds (none: the keys are left out); WIRE_SYNCED follows the first
+         * WIRE_ITERATION when it is the cluster's. */
+        if (m->model.model &&
+            (json_object_object_add(o, "model_iteration", json_object_new_int64(m->model.iteration)) < 0 ||
+             json_object_object_add(o, "model_checksum", json_object_new_string(m->model.checksum)) < 0))
+                return -ENOMEM;
         return conn_send_json(l->conn, WIRE_REGISTER, o);
 }
 
@@ -150,6 +156,24 @@ static int link_on_register_reply(ServerLink *l, json_object *o) {
         return 0;
 }
 
+/* This server's own entry: its rank (made contiguous after a scale-in) and
+ * whether it is leaving. */
+static void link_adopt_self(ServerLink *l) {
+        const ServerMember *self = server_members_find(&l->view, l->manager->node_id);
+
+        if (!self)
+                return;
+        if (l->has_rank && self->rank != l->rank)
+                log_notice("Rank changed from %u to %u.", l->rank, self->rank);
+        l->rank = self->rank;
+        l->has_rank = true;
+        if (self->leaving != l->leaving)
+                log_notice(self->leaving ? "This server is leaving the cluster (scale-in): no new devices; it takes "
+                           "the updates of the devices already admitted and the aggregation of this iteration, "
+                           "then exits." : "This server is no longer leaving the cluster.");
+        l->leaving = self->leaving;
+}
+
 static int link_on_members(ServerLink *l, json_object *o) {
         ServerMembers v;
         int r;
@@ -163,6 +187,7 @@ static int link_on_members(ServerLink *l, json_object *o) {
         server_members_log_changes(&l->view, &v);
         server_members_done(&l->view);
         l->view = v;
+        link_adopt_self(l);
         manager_link_changed(l->manager);
         return 0;
 }
@@ -172,8 +197,13 @@ static int link_on_finish(ServerLink *l) {
         Manager *m = l->manager;
         int r = -ENOMEM;
 
-        log_info("The scheduler %s finished the cluster; stopping this server.", m->scheduler);
-        manager_status(m, "Finishing: the scheduler finished the cluster.");
+        if (l->leaving) {
+                log_info("Scaled in: leaving the cluster.");
+                manager_status(m, "Scaled in: leaving the cluster.");
+        } else {
+                log_info("The scheduler %s finished the cluster; stopping this server.", m->scheduler);
+                manager_status(m, "Finishing: the scheduler finished the cluster.");
+        }
         if (o && json_object_object_add(o, "pid", json_object_new_int64(getpid())) >= 0)
                 r = conn_send_json(l->conn, WIRE_FINISH_ACK, o);
         if (r < 0)

@@ -27,6 +27,7 @@ typedef struct ServerLink {
         bool has_rank;                  /* registered at least once */
         bool refused;
         bool finishing;
+        bool leaving;                   /* named in a scale-in: WIRE_FINISH ends it */
         uint32_t rank;
         ServerMembers view;             /* _CLUSTER_STATE_INVALID until the first WIRE_MEMBERS */
 } ServerLink;

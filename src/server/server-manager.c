@@ -31,6 +31,9 @@ int manager_new(Manager **ret, const FlConfig *c, unsigned index) {
         r = server_link_new(&m->link, m);
         if (r < 0)
                 return r;
+        r = server_sync_init(&m->sync, m);
+        if (r < 0)
+                return r;
 
         *ret = TAKE_PTR(m);
         return 0;
@@ -43,6 +46,7 @@ Manager *manager_free(Manager *m) {
          * answers the devices still waiting for it. */
         server_link_free(m->link);
         m->link = NULL;
+        server_sync_done(&m->sync);
         pending_clear(m);
         http_server_free(m->http);
         allreduce_free(m->allreduce);
@@ -86,6 +90,7 @@ void manager_exit(Manager *m, int status) {
 void manager_link_lost(Manager *m) {
         pending_fail_all(m);
         manager_training_link_lost(m);
+        manager_sync_link_lost(m);
 }
 
 void manager_link_changed(Manager *m) {
@@ -107,9 +112,17 @@ void manager_link_changed(Manager *m) {
         if (l->view.cluster_state == _CLUSTER_STATE_INVALID)
                 manager_status(m, "Rank %u, waiting for the cluster state; serving devices on port %u.",
                                l->rank, m->port);
+        else if (l->leaving)
+                manager_status(m, "Rank %u, leaving the cluster (scale-in): no new devices; finishing iteration %u "
+                               "on port %u.", l->rank, m->training.current.iteration, m->port);
+        else if (m->sync.announced && !m->sync.in_sync)
+                manager_status(m, "Rank %u, cluster %s; waiting for the cluster's model of iteration %u from a peer; "
+                               "devices get the safemode answer on port %u.", l->rank, state,
+                               m->sync.model_iteration, m->port);
         else
                 manager_status(m, "Rank %u, cluster %s (%zu of %u servers alive); serving devices on port %u.",
                                l->rank, state, server_members_alive(&l->view), l->view.server_num, m->port);
+        manager_sync_members_changed(m);
 }
 
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {

@@ -12,6 +12,7 @@
 #include "server-link.h"
 #include "server-model.h"
 #include "server-pending.h"
+#include "server-sync.h"
 
 /* One server process: the event loop and everything that runs in it. */
 struct Manager {
@@ -40,6 +41,8 @@ struct Manager {
         Training training;
         PendingTable pending;
         AllReduce *allreduce;
+        /* Whether the served model is the cluster's, and taking it from a peer when not. */
+        ServerSync sync;
 
         /* pushMetrics: the last values a device reported. */
         double last_loss, last_accuracy;

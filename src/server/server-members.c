@@ -29,6 +29,9 @@ static int member_parse(json_object *o, ServerMember *ret) {
             json_get_u32(o, "fl_server_port", &m.fl_server_port) < 0 ||
             json_get_bool(o, "alive", &m.alive) < 0)
                 return -EBADMSG;
+        /* Optional: schedulers before elastic scaling do not send it. */
+        if (json_object_object_get_ex(o, "leaving", NULL) && json_get_bool(o, "leaving", &m.leaving) < 0)
+                return -EBADMSG;
         m.node_id = strdup(node_id);
         m.address = strdup(address);
         if (!m.node_id || !m.address) {
@@ -83,7 +86,7 @@ size_t server_members_alive(const ServerMembers *v) {
         return n;
 }
 
-static const ServerMember *member_find(const ServerMembers *v, const char *node_id) {
+const ServerMember *server_members_find(const ServerMembers *v, const char *node_id) {
         for (size_t i = 0; i < v->n_members; i++)
                 if (streq(v->members[i].node_id, node_id))
                         return &v->members[i];
@@ -102,7 +105,7 @@ void server_members_log_changes(const ServerMembers *old, const ServerMembers *n
         int level = old->cluster_state == _CLUSTER_STATE_INVALID ? LOG_DEBUG : LOG_INFO;
 
         for (size_t i = 0; i < new->n_members; i++) {
-                const ServerMember *m = &new->members[i], *was = member_find(old, m->node_id);
+                const ServerMember *m = &new->members[i], *was = server_members_find(old, m->node_id);
 
                 if (!was)
                         log_full(level, "Server %s (rank %u, %s:%u) %s%s.", m->node_id, m->rank, m->address,
@@ -113,8 +116,11 @@ void server_members_log_changes(const ServerMembers *old, const ServerMembers *n
                 else if (was->alive != m->alive)
                         log_info("Server %s (rank %u, %s:%u) %s.", m->node_id, m->rank, m->address,
                                  m->fl_server_port, m->alive ? "is alive again" : "is not alive");
+                else if (was->leaving != m->leaving)
+                        log_info("Server %s (rank %u) %s.", m->node_id, m->rank,
+                                 m->leaving ? "is leaving the cluster (scale-in)" : "is no longer leaving");
         }
         for (size_t i = 0; i < old->n_members; i++)
-                if (!member_find(new, old->members[i].node_id))
+                if (!server_members_find(new, old->members[i].node_id))
                         log_info("Server %s (rank %u) left the cluster.", old->members[i].node_id, old->members[i].rank);
 }

@@ -14,6 +14,7 @@ typedef struct ServerMember {
         char *address;
         uint32_t fl_server_port;
         bool alive;
+        bool leaving;                   /* named in a scale-in ("leaving", false when absent) */
 } ServerMember;
 
 typedef struct ServerMembers {
@@ -30,5 +31,6 @@ void server_members_done(ServerMembers *v);
 /* -EBADMSG when a required key is missing or mistyped, or the state unknown. */
 int server_members_parse(json_object *o, ServerMembers *ret);
 size_t server_members_alive(const ServerMembers *v);
+const ServerMember *server_members_find(const ServerMembers *v, const char *node_id);
 /* Logs what changed from old to new: the state, joins, leaves, liveness. */
 void server_members_log_changes(const ServerMembers *old, const ServerMembers *new);

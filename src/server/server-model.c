@@ -119,8 +119,9 @@ int manager_load_model(Manager *m) {
                 log_info("Loaded the initial model from %s (%zu tensors, %zu values, checksum %s).", c->model_path,
                          m->model.model->n_tensors, model_total_size(m->model.model), m->model.checksum);
         } else {
-                log_warning("No model: start fl-serverd with --model_path. The cluster forms, but the device "
-                            "rounds answer SystemError until a model is loaded.");
+                log_warning("No model: start fl-serverd with --model_path. The cluster forms; once training has "
+                            "committed a model this server takes it from a peer, until then the device rounds "
+                            "answer SystemError.");
                 return 0;
         }
 
@@ -157,6 +158,53 @@ int manager_commit_model(Manager *m, Model *model, uint32_t iteration) {
         }
         server_model_done(&m->previous_model);
         m->previous_model = old;
+        return 0;
+}
+
+int manager_install_model(Manager *m, Model *model, uint32_t iteration) {
+        _cleanup_(model_freep) Model *owned = model;
+        _cleanup_(aggregate_freep) Aggregate *reshaped = NULL;
+        _cleanup_free_ uint8_t *buf = NULL;
+        char checksum[MODEL_CHECKSUM_STRING_MAX];
+        ServerModel installed = {};
+        size_t size;
+        int r;
+
+        if (!m->aggregate || !m->model.model || !model_same_shape(m->model.model, owned)) {
+                /* Before anything is written, so that a failure leaves all as it was. */
+                r = aggregate_new(&reshaped, owned);
+                if (r < 0)
+                        return r;
+                aggregate_reset(reshaped, m->training.seen ? m->training.current.iteration : 0);
+        }
+        r = fl_model_encode(owned, &buf, &size);
+        if (r < 0)
+                return r;
+        model_checksum_string(owned, checksum);
+
+        /* A newer checkpoint of this server's own is one the cluster never committed. */
+        if (m->model.model && m->model.iteration > iteration)
+                r = server_store_rollback(m->store, m->model.iteration, iteration, buf, size, checksum,
+                                          m->config->checkpoint_keep);
+        else
+                r = server_store_save_checkpoint(m->store, iteration, buf, size, checksum, m->config->checkpoint_keep);
+        if (r < 0)
+                return r;
+
+        r = server_model_set(&installed, TAKE_PTR(owned), iteration, TAKE_PTR(buf), size);
+        if (r < 0)
+                return r;
+        server_model_done(&m->model);
+        server_model_done(&m->previous_model);
+        m->model = installed;
+        if (reshaped) {
+                if (m->aggregate && m->aggregate->updates > 0)
+                        log_notice("The model changed shape: dropping the sum of iteration %u (%u updates).",
+                                   m->aggregate->iteration, m->aggregate->updates);
+                aggregate_free(m->aggregate);
+                m->aggregate = TAKE_PTR(reshaped);
+                warn_if_bodies_too_small(m);
+        }
         return 0;
 }
 

@@ -35,6 +35,12 @@ int manager_load_model(Manager *m);
 /* Makes model (taken) the model of `iteration`: checkpointed durably first,
  * then served. Leaves the served model as it was on failure. */
 int manager_commit_model(Manager *m, Model *model, uint32_t iteration);
+/* Makes model (taken) the model of `iteration` when it came from elsewhere
+ * (a peer, model sync): checkpointed durably first (replacing a newer,
+ * uncommitted checkpoint of this server), then served, with no previous
+ * model to roll back to; the running sum is reshaped if the model's shape
+ * changed. Leaves everything as it was on failure. */
+int manager_install_model(Manager *m, Model *model, uint32_t iteration);
 /* A WIRE_ITERATION arrived: forget the previous model once the aggregated one
  * is committed, or go back to it when its iteration was abandoned. */
 void manager_settle_model(Manager *m, uint32_t current, uint32_t abandoned);

@@ -60,7 +60,12 @@ static const char *rounds_closed(const Manager *m) {
                 return FL_DISABLED_TEXT;
         if (l->view.cluster_state == CLUSTER_DISABLE_FLS)
                 return FL_DISABLED_TEXT;
-        if (!l->conn || !l->registered || l->view.cluster_state != CLUSTER_READY || !m->training.known)
+        /* Devices keep being served while the cluster scales (as the scheduler's gate says). */
+        if (!l->conn || !l->registered || !m->training.known ||
+            !IN_SET(l->view.cluster_state, CLUSTER_READY, CLUSTER_SCALE_OUT, CLUSTER_SCALE_IN))
+                return FL_SAFEMODE_TEXT;
+        /* This server's model is not the cluster's: it is taking it from a peer. */
+        if (manager_model_syncing(m))
                 return FL_SAFEMODE_TEXT;
         return NULL;
 }
@@ -125,6 +130,10 @@ int rounds_start_fl_job(HttpRequest *req, void *userdata) {
         closed = rounds_closed(m);
         if (closed)
                 return rounds_answer_text(req, closed);
+        if (m->link->leaving)
+                /* Scale-in: the devices go to the servers that stay. */
+                return answer_fl_job(req, m, FL_OUT_OF_TIME, FL_LEAVING_REASON, current_iteration(m),
+                                     now_msec_realtime() + 1000);
         if (!m->model.model)
                 return answer_fl_job(req, m, FL_SYSTEM_ERROR, SERVER_NO_MODEL_REASON, current_iteration(m), 0);
 
@@ -352,8 +361,8 @@ int rounds_get_model(HttpRequest *req, void *userdata) {
         size_t size;
         int r;
 
-        /* After the job, the final model keeps being served, scheduler or not. */
-        closed = finished ? NULL : rounds_closed(m);
+        /* After the job, the final model keeps being served, scheduler or not (once this server has it). */
+        closed = !finished ? rounds_closed(m) : manager_model_syncing(m) ? FL_SAFEMODE_TEXT : NULL;
         if (closed)
                 return rounds_answer_text(req, closed);
         if (!m->model.model)
@@ -427,6 +436,9 @@ int rounds_get_model_file(HttpRequest *req, void *userdata) {
 
         if (!m->model.model)
                 return http_reply_error(req, 404, "%s", SERVER_NO_MODEL_REASON);
+        if (!q && manager_model_syncing(m))
+                /* Its newest is not the cluster's: a peer syncing from it should ask another. */
+                return http_reply_error(req, 503, "%s", SYNC_BUSY_REASON);
         if (!q || (safe_atou32(q, &iteration) >= 0 && iteration == m->model.iteration))
                 return http_reply(req, 200, FL_CONTENT_TYPE, m->model.encoded, m->model.encoded_size);
         if (safe_atou32(q, &iteration) < 0)

@@ -10,6 +10,7 @@
 
 #define FL_SAFEMODE_TEXT "The cluster is in safemode."
 #define FL_DISABLED_TEXT "The server's training job is disabled or finished."
+#define FL_LEAVING_REASON "This server is leaving the cluster."
 
 int rounds_start_fl_job(HttpRequest *req, void *userdata);
 int rounds_update_model(HttpRequest *req, void *userdata);

@@ -15,6 +15,8 @@
  *       pid; the scheduler itself last (role "SCHEDULER"). The scheduler
  *       exits once the reply is sent.
  *
+ *   ScaleOut(u server_num)   add server_num servers (REST /scaleout)
+ *   ScaleIn(as node_ids)     remove these servers (REST /scalein)
  *   NewInstance(s hyper_parameters_json) -> b
  *       new hyper-parameters (REST /newInstance's body) from the next
  *       iteration boundary on; the iteration count restarts at 1

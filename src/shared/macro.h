@@ -80,3 +80,17 @@ static inline void *mfree(void *p) {
         free(p);
         return NULL;
 }
+
+/* IN_SET(x, A, B, C): x equals one of the listed constants. */
+#define IN_SET(x, ...)                                                          \
+        ({                                                                      \
+                const typeof(x) _x_ = (x);                                      \
+                const typeof(x) _set_[] = { __VA_ARGS__ };                      \
+                bool _found_ = false;                                           \
+                for (size_t _i_ = 0; _i_ < sizeof(_set_) / sizeof(_set_[0]); _i_++) \
+                        if (_set_[_i_] == _x_) {                                \
+                                _found_ = true;                                 \
+                                break;                                          \
+                        }                                                       \
+                _found_;                                                        \
+        })

@@ -84,6 +84,33 @@
  *                      and checkpoint the new model, answer AGGREGATE_DONE.
  *                      When every server has answered with the same checksum
  *                      the scheduler commits iteration+1 (WIRE_ITERATION).
+ *
+ * ---- Elastic scaling (management-api.md: scaleout, scalein) ----
+ *
+ * WIRE_ITERATION also carries "model_iteration":u and "model_checksum":s,
+ * the model the cluster last committed ("" while it is the initial model,
+ * which every server loads from --model_path). A server whose own model
+ * differs (it joined by scale-out, or was down while an iteration
+ * committed) answers devices with the safemode text, downloads the model
+ * from a peer (GET /model on its device port, the peers are in
+ * WIRE_MEMBERS), checks the checksum, checkpoints it, and reports:
+ *
+ * server -> scheduler
+ *   WIRE_SYNCED        {"model_iteration":u, "model_checksum":s}
+ *                      this server now holds the cluster's model. Also sent
+ *                      right after registering when it already does
+ *                      (WIRE_REGISTER carries "model_checksum":s too).
+ *
+ * The scheduler puts only servers in sync into an aggregation ring; a
+ * scale-out is complete when every new server is registered and in sync.
+ *
+ * WIRE_MEMBERS gives each member "leaving":b. A server told it is leaving
+ * (scale-in) stops admitting devices (startFLJob: OutOfTime, "This server
+ * is leaving the cluster."), still takes the updates of devices admitted
+ * before, takes part in the aggregation that ends the iteration, and is
+ * then sent WIRE_FINISH (it exits 0). Ranks are then made contiguous
+ * again: a server finds its (possibly new) rank in WIRE_MEMBERS by its
+ * node_id and uses it from then on.
  */
 
 /* The exit status of a server the scheduler refused for good (its node id is
@@ -105,6 +132,7 @@ enum {
         WIRE_ITERATION = 12,
         WIRE_AGGREGATE = 13,
         WIRE_AGGREGATE_DONE = 14,
+        WIRE_SYNCED = 15,
 
         /* 32 and above: between servers (server-allreduce.c). */
         _WIRE_PEER_FIRST = 32,

@@ -1,0 +1,404 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fl-model-io.h"
+#include "json-util.h"
+#include "log.h"
+#include "server-manager.h"
+#include "server-sync.h"
+#include "wire-protocol.h"
+
+/* ---- Pure helpers ------------------------------------------------------------ */
+
+int sync_checksum_parse(const char *s, char ret[static MODEL_CHECKSUM_STRING_MAX]) {
+        size_t n = strnlen(s, MODEL_CHECKSUM_STRING_MAX);
+
+        if (n != 0 && n != MODEL_CHECKSUM_STRING_MAX - 1)
+                return -EBADMSG;
+        for (size_t i = 0; i < n; i++) {
+                if (!isxdigit((unsigned char) s[i]))
+                        return -EBADMSG;
+                ret[i] = (char) tolower((unsigned char) s[i]);
+        }
+        ret[n] = 0;
+        return 0;
+}
+
+SyncVerdict sync_compare(const ServerModel *model, const ServerModel *previous, uint32_t current_iteration,
+                         uint32_t model_iteration, const char *model_checksum) {
+        if (isempty(model_checksum))
+                /* The initial model, which every server loads itself: nothing to check it against. */
+                return model->model ? SYNC_IN_SYNC : SYNC_NO_MODEL;
+        if (model->model && streq(model->checksum, model_checksum) && model->iteration == model_iteration)
+                return SYNC_IN_SYNC;
+        /* Aggregated here, not yet committed by the scheduler: the announced model is the one before. */
+        if (model->model && previous->model && model->iteration == current_iteration &&
+            streq(previous->checksum, model_checksum))
+                return SYNC_IN_SYNC;
+        if (model->model && streq(model->checksum, model_checksum))
+                return SYNC_RELABEL;
+        return SYNC_FETCH;
+}
+
+int sync_peer_url(const char *address, uint32_t port, char ret[static SYNC_URL_MAX]) {
+        unsigned char a[sizeof(struct in6_addr)];
+        int k;
+
+        if (!address || port == 0 || port > UINT16_MAX)
+                return -EINVAL;
+        if (inet_pton(AF_INET, address, a) == 1)
+                k = snprintf(ret, SYNC_URL_MAX, "http://%s:%" PRIu32 "/model", address, port);
+        else if (inet_pton(AF_INET6, address, a) == 1)
+                k = snprintf(ret, SYNC_URL_MAX, "http://[%s]:%" PRIu32 "/model", address, port);
+        else
+                return -EINVAL;
+        return k > 0 && k < SYNC_URL_MAX ? 0 : -EINVAL;
+}
+
+static int compare_rank(const void *a, const void *b, void *userdata) {
+        const ServerMembers *v = userdata;
+        uint32_t x = v->members[*(const size_t *) a].rank, y = v->members[*(const size_t *) b].rank;
+
+        return x < y ? -1 : x > y;
+}
+
+size_t sync_peers(const ServerMembers *v, const char *self, size_t *idx) {
+        char url[SYNC_URL_MAX];
+        size_t n = 0;
+
+        for (size_t i = 0; i < v->n_members; i++) {
+                const ServerMember *p = &v->members[i];
+
+                if (p->alive && !p->leaving && !streq(p->node_id, self) &&
+                    sync_peer_url(p->address, p->fl_server_port, url) >= 0)
+                        idx[n++] = i;
+        }
+        qsort_r(idx, n, sizeof *idx, compare_rank, (void *) v);
+        return n;
+}
+
+uint64_t sync_backoff_next(uint64_t usec) {
+        if (usec < SYNC_BACKOFF_MIN_USEC)
+                return SYNC_BACKOFF_MIN_USEC;
+        return MIN(usec * 2, (uint64_t) SYNC_BACKOFF_MAX_USEC);
+}
+
+/* ---- The sync ---------------------------------------------------------------- */
+
+static void sync_evaluate(Manager *m);
+
+bool manager_model_in_sync(const Manager *m) {
+        return m->sync.in_sync;
+}
+
+bool manager_model_syncing(const Manager *m) {
+        const ServerSync *s = &m->sync;
+
+        return s->announced && !s->in_sync &&
+               sync_compare(&m->model, &m->previous_model, m->training.current.iteration, s->model_iteration,
+                            s->model_checksum) == SYNC_FETCH;
+}
+
+static void sync_stop(ServerSync *s) {
+        s->get = http_get_cancel(s->get);
+        (void) sd_event_source_set_enabled(s->retry_timer, SD_EVENT_OFF);
+}
+
+static void sync_report(Manager *m) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        ServerSync *s = &m->sync;
+        const char *checksum;
+        uint32_t iteration;
+        int r;
+
+        if (!s->announced || !s->in_sync || !m->link->conn || !m->link->registered || !m->model.model)
+                return;
+
+        /* The announced values, which are what the scheduler compares; while it
+         * announces "" (nothing committed yet), this server's own initial model,
+         * which the scheduler adopts from the first server to report it. */
+        iteration = isempty(s->model_checksum) ? m->model.iteration : s->model_iteration;
+        checksum = isempty(s->model_checksum) ? m->model.checksum : s->model_checksum;
+        if (s->reported && s->reported_iteration == iteration && streq(s->reported_checksum, checksum))
+                return;
+
+        o = json_object_new_object();
+        if (!o ||
+            json_object_object_add(o, "model_iteration", json_object_new_int64(iteration)) < 0 ||
+            json_object_object_add(o, "model_checksum", json_object_new_string(checksum)) < 0) {
+                log_oom();
+                return;
+        }
+        r = conn_send_json(m->link->conn, WIRE_SYNCED, o);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to tell the scheduler that this server holds the model of iteration "
+                                  "%u: %m", s->model_iteration);
+                return;
+        }
+        log_debug("Told the scheduler this server holds the model of iteration %u (%s).", iteration, checksum);
+        s->reported = true;
+        s->reported_iteration = iteration;
+        strcpy(s->reported_checksum, checksum);
+}
+
+static void sync_set_in_sync(Manager *m) {
+        ServerSync *s = &m->sync;
+
+        if (!s->in_sync && s->logged)
+                manager_status(m, "Rank %u, holding the cluster's model of iteration %u; serving devices on port %u.",
+                               m->link->rank, m->model.iteration, m->port);
+        s->in_sync = true;
+        s->logged = false;
+        s->attempt = 0;
+        s->backoff_usec = 0;
+        s->waiting_for_peers = false;
+        sync_stop(s);
+        sync_report(m);
+}
+
+static void sync_retry_later(Manager *m) {
+        ServerSync *s = &m->sync;
+
+        s->backoff_usec = sync_backoff_next(s->backoff_usec);
+        (void) sd_event_source_set_time_relative(s->retry_timer, s->backoff_usec);
+        (void) sd_event_source_set_enabled(s->retry_timer, SD_EVENT_ONESHOT);
+}
+
+static size_t sync_max_size(const Manager *m) {
+        /* A device's update carries the whole model, so the model fits in a request; plus room. */
+        size_t limit = (size_t) m->config->max_request_size_mb * 1024U * 1024U + 1024U * 1024U;
+
+        return MIN(limit, FL_MODEL_FILE_MAX);
+}
+
+static void on_model(int error, unsigned status, const uint8_t *body, size_t size, void *userdata) {
+        _cleanup_(model_freep) Model *model = NULL;
+        char checksum[MODEL_CHECKSUM_STRING_MAX];
+        Manager *m = userdata;
+        ServerSync *s = &m->sync;
+        int r;
+
+        s->get = NULL;
+        if (error < 0) {
+                log_warning_errno(error, "Failed to take the model from peer rank %u (%s): %m", s->peer_rank,
+                                  s->peer_node_id);
+                goto next;
+        }
+        if (status != 200) {
+                log_warning("Peer rank %u (%s) answered GET /model with HTTP %u.", s->peer_rank, s->peer_node_id,
+                            status);
+                goto next;
+        }
+        if (sync_compare(&m->model, &m->previous_model, m->training.current.iteration, s->model_iteration,
+                         s->model_checksum) != SYNC_FETCH) {
+                /* An aggregation here brought this server in line meanwhile. */
+                sync_evaluate(m);
+                return;
+        }
+
+        r = fl_model_decode(body, size, &model);
+        if (r == -ENOMEM) {
+                log_oom();
+                goto next;
+        }
+        if (r < 0) {
+                log_warning("Peer rank %u (%s) sent %zu bytes that are not a model.", s->peer_rank,
+                            s->peer_node_id, size);
+                goto next;
+        }
+        model_checksum_string(model, checksum);
+        if (!streq(checksum, s->model_checksum)) {
+                log_warning("Peer rank %u (%s) holds model %s, not the cluster's %s of iteration %u.", s->peer_rank,
+                            s->peer_node_id, checksum, s->model_checksum, s->model_iteration);
+                goto next;
+        }
+
+        r = manager_install_model(m, TAKE_PTR(model), s->model_iteration);
+        if (r < 0) {
+                log_error_errno(r, "Failed to checkpoint the model of iteration %u taken from peer rank %u in %s: %m",
+                                s->model_iteration, s->peer_rank, m->store_path);
+                goto next;
+        }
+        log_info("Took the model of iteration %u from peer rank %u (%s): %zu tensors, %zu bytes, checksum %s. "
+                 "In sync; serving devices.", s->model_iteration, s->peer_rank, s->peer_node_id,
+                 m->model.model->n_tensors, size, m->model.checksum);
+        sync_set_in_sync(m);
+        return;
+
+next:
+        s->attempt++;
+        sync_retry_later(m);
+}
+
+static void sync_fetch(Manager *m) {
+        ServerSync *s = &m->sync;
+        const ServerMembers *v = &m->link->view;
+        _cleanup_free_ size_t *idx = NULL;
+        const ServerMember *peer;
+        char url[SYNC_URL_MAX];
+        size_t n;
+        int r;
+
+        idx = calloc(MAX(v->n_members, (size_t) 1), sizeof *idx);
+        if (!idx) {
+                log_oom();
+                sync_retry_later(m);
+                return;
+        }
+        n = sync_peers(v, m->node_id, idx);
+        if (n == 0) {
+                if (!s->waiting_for_peers)
+                        log_warning("No peer to take the model of iteration %u from: no other server is alive and "
+                                    "staying. Waiting for one; devices get the safemode answer meanwhile.",
+                                    s->model_iteration);
+                s->waiting_for_peers = true;
+                return;
+        }
+        s->waiting_for_peers = false;
+
+        peer = &v->members[idx[s->attempt % n]];
+        if (sync_peer_url(peer->address, peer->fl_server_port, url) < 0)
+                return;         /* sync_peers() checked it */
+        s->peer_rank = peer->rank;
+        snprintf(s->peer_node_id, sizeof s->peer_node_id, "%s", peer->node_id);
+
+        r = http_get_start(s->http, url, sync_max_size(m), SYNC_GET_TIMEOUT_USEC, on_model, m, &s->get);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to ask peer rank %u (%s) for the model: %m", peer->rank, url);
+                s->attempt++;
+                sync_retry_later(m);
+                return;
+        }
+        log_info("Taking the model of iteration %u (checksum %s) from peer rank %u (%s).", s->model_iteration,
+                 s->model_checksum, peer->rank, url);
+        manager_status(m, "Rank %u, taking the model of iteration %u from peer rank %u; devices get the safemode "
+                       "answer meanwhile.", m->link->rank, s->model_iteration, peer->rank);
+}
+
+static void sync_evaluate(Manager *m) {
+        ServerSync *s = &m->sync;
+        _cleanup_(model_freep) Model *copy = NULL;
+        SyncVerdict v;
+        int r;
+
+        if (!s->announced)
+                return;
+        v = sync_compare(&m->model, &m->previous_model, m->training.current.iteration, s->model_iteration,
+                         s->model_checksum);
+        switch (v) {
+        case SYNC_IN_SYNC:
+                sync_set_in_sync(m);
+                return;
+
+        case SYNC_RELABEL:
+                /* The same bytes (an iteration without updates carried the model over): no download. */
+                r = model_copy(&copy, m->model.model);
+                if (r >= 0)
+                        r = manager_install_model(m, TAKE_PTR(copy), s->model_iteration);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to record this server's model as that of iteration %u in %s: %m",
+                                        s->model_iteration, m->store_path);
+                        s->in_sync = false;
+                        sync_retry_later(m);
+                        return;
+                }
+                log_info("This server's model is the cluster's model of iteration %u (checksum %s); recorded it "
+                         "as such.", s->model_iteration, m->model.checksum);
+                sync_set_in_sync(m);
+                return;
+
+        case SYNC_NO_MODEL:
+                s->in_sync = false;
+                sync_stop(s);
+                if (!s->logged)
+                        log_warning("This server has no model, and the cluster still trains its initial model, "
+                                    "which a peer's copy cannot be checked against: start fl-serverd with "
+                                    "--model_path.");
+                s->logged = true;
+                return;
+
+        case SYNC_FETCH:
+                s->in_sync = false;
+                if (!s->logged) {
+                        if (m->model.model)
+                                log_notice("This server holds model %s of iteration %u, the cluster's is %s of "
+                                           "iteration %u: taking it from a peer; devices get the safemode answer "
+                                           "meanwhile.", m->model.checksum, m->model.iteration, s->model_checksum,
+                                           s->model_iteration);
+                        else
+                                log_notice("This server has no model, the cluster's is %s of iteration %u: taking "
+                                           "it from a peer.", s->model_checksum, s->model_iteration);
+                }
+                s->logged = true;
+                if (s->get || sd_event_source_get_enabled(s->retry_timer, NULL) > 0)
+                        return;         /* running, or waiting out the back-off */
+                sync_fetch(m);
+                return;
+        }
+}
+
+void manager_sync_on_iteration(Manager *m) {
+        const IterationMsg *msg = &m->training.current;
+        ServerSync *s = &m->sync;
+
+        if (!msg->has_model) {
+                /* A scheduler without elastic scaling: every server serves its own model. */
+                sync_stop(s);
+                s->announced = false;
+                s->in_sync = true;
+                return;
+        }
+        if (!s->announced || s->model_iteration != msg->model_iteration ||
+            !streq(s->model_checksum, msg->model_checksum)) {
+                /* A new target: a download of the old one is moot. */
+                sync_stop(s);
+                s->announced = true;
+                s->model_iteration = msg->model_iteration;
+                strcpy(s->model_checksum, msg->model_checksum);
+                s->logged = s->waiting_for_peers = false;
+                s->attempt = 0;
+                s->backoff_usec = 0;
+        }
+        sync_evaluate(m);
+}
+
+void manager_sync_members_changed(Manager *m) {
+        ServerSync *s = &m->sync;
+
+        if (s->announced && !s->in_sync && s->waiting_for_peers && !s->get)
+                sync_evaluate(m);
+}
+
+void manager_sync_link_lost(Manager *m) {
+        m->sync.reported = false;
+}
+
+static int sync_retry_handler(sd_event_source *source, uint64_t usec, void *userdata) {
+        sync_evaluate(userdata);
+        return 0;
+}
+
+int server_sync_init(ServerSync *s, Manager *m) {
+        int r;
+
+        *s = (ServerSync) { .manager = m };
+        r = http_client_new(&s->http, m->event);
+        if (r < 0)
+                return r;
+        r = sd_event_add_time_relative(m->event, &s->retry_timer, CLOCK_MONOTONIC, 0, USEC_PER_MSEC,
+                                       sync_retry_handler, m);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(s->retry_timer, "model-sync-retry");
+        return sd_event_source_set_enabled(s->retry_timer, SD_EVENT_OFF);
+}
+
+void server_sync_done(ServerSync *s) {
+        s->get = NULL;          /* freed with the client, without a callback */
+        s->http = http_client_free(s->http);
+        s->retry_timer = sd_event_source_disable_unref(s->retry_timer);
+}

@@ -1,0 +1,591 @@
+#!/bin/bash
+# The installed units under a real systemd: boots a throwaway container with
+# systemd-nspawn, installs this build inside and drives the cluster the way
+# an operator does (systemctl, journalctl, flctl over the system bus).
+#
+# The container's root is an overlay of the host's root with its upper layer
+# on a tmpfs, mounted in a mount namespace of this test's own: nothing of
+# the host changes, and everything the container writes is gone with it.
+# nspawn runs with --private-network --register=no --keep-unit (no machined,
+# no systemd needed on the host) in a cgroup of the test's own, which is
+# removed at the end; the test enters the container with nsenter.
+#
+# Checked, in order (every wait is bounded):
+#   - make install, systemd-sysusers, daemon-reload and a D-Bus reload work;
+#   - systemctl start fl-schedulerd fl-server@6668 fl-server@6669 returns
+#     (Type=notify: READY=1 was sent), the units are active/running, as the
+#     user flcluster, with a status line;
+#   - flctl nodes over the container's system bus shows the two servers (also
+#     for an unprivileged user: the policy lets anyone read);
+#   - the journal has "Server started successfully." for fl-server@6669 and
+#     its lines carry FL_ROLE, FL_NODE_ID and FL_RANK;
+#   - systemctl kill -s KILL fl-server@6669: systemd restarts it, it rejoins
+#     with its node id and rank;
+#   - a SIGSTOPped fl-server@6668 is killed by the watchdog (WatchdogSec=5s
+#     in a drop-in) and restarted, and rejoins;
+#   - flctl scaleout 2, then systemctl start fl-server@6670 fl-server@6671:
+#     CLUSTER_READY with four servers;
+#   - the scheduler and the untouched servers were never restarted (their
+#     watchdog pings arrive);
+#   - flctl finish: every unit ends inactive, none failed, none restarted.
+#
+# Exit 77 (skip) only when nspawn cannot run here at all: not root, no
+# systemd-nspawn, a kernel without the namespaces or overlayfs it needs, or
+# no permission to create a mount namespace (an unprivileged container).
+# FL_NSPAWN_TIMEOUT: the longest single wait, in seconds (default 60).
+set -eu
+
+srcdir=${FL_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
+builddir=${FL_BUILDDIR:-$PWD}
+wait_max=${FL_NSPAWN_TIMEOUT:-60}
+self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+
+skip() { echo "SKIP: $*"; exit 77; }
+say() { printf '%s  %s\n' "$(date +%T)" "$*"; }
+
+# ------------------------------------------------- on the host: can it run?
+
+if [ -z "${FL_NSPAWN_INNER:-}" ]; then
+        [ "$(id -u)" -eq 0 ] || skip "systemd-nspawn needs root"
+        for tool in systemd-nspawn nsenter unshare setpriv mount umount timeout; do
+                command -v "$tool" >/dev/null || skip "$tool not found (systemd-nspawn is in the package systemd-container)"
+        done
+        for ns in mnt:NAMESPACES pid:PID_NS net:NET_NS ipc:IPC_NS uts:UTS_NS; do
+                [ -e "/proc/self/ns/${ns%%:*}" ] ||
+                        skip "the kernel has no ${ns%%:*} namespaces (CONFIG_${ns#*:}), which systemd-nspawn needs"
+        done
+        if ! grep -qw overlay /proc/filesystems && ! { modprobe overlay && grep -qw overlay /proc/filesystems; } 2>/dev/null; then
+                skip "the kernel has no overlay filesystem (CONFIG_OVERLAY_FS) for the container's root"
+        fi
+        if ! err=$(unshare --mount true 2>&1); then
+                skip "cannot create a mount namespace here ($err); an unprivileged container?"
+        fi
+        for f in fl-schedulerd fl-serverd flctl; do
+                [ -x "$builddir/$f" ] || { echo "FAIL: $builddir/$f was not built"; exit 1; }
+        done
+        command -v jq >/dev/null || { echo "FAIL: jq is needed to read flctl --json and journalctl -o json"; exit 1; }
+
+        # The rest runs in a mount namespace of its own: the tmpfs and the
+        # overlay mounted there are never seen by the host and vanish with it.
+        export FL_NSPAWN_INNER=1 FL_BUILDDIR="$builddir" FL_SRCDIR="$srcdir"
+        exec unshare --mount --propagation private "$BASH" "$self" "$@"
+fi
+
+# ------------------------------------------ in our own mount namespace
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/fl-nspawn.XXXXXX")
+root=$tmp/root
+nspawn_pid="" leader="" cgroups="" mounted=0 failed=1
+started=$SECONDS
+
+running() {
+        local state
+
+        state=$(sed -E 's/.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
+        [ "$state" != Z ] && [ "$state" != X ]
+}
+
+# in_ct CMD...: run CMD in the container (all its namespaces, its root),
+# with a clean environment and bounded by $wait_max.
+in_ct() {
+        timeout -k 5 "$wait_max" nsenter -t "$leader" -a \
+                env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+                LANG=C.UTF-8 SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 SYSTEMD_LOG_COLOR=0 "$@" </dev/null
+}
+
+diagnostics() {
+        [ -n "$leader" ] && running "$leader" || {
+                echo "--- container console (last 40 lines)"
+                tail -n 40 "$tmp/console.log" 2>/dev/null
+                return 0
+        }
+        echo "--- systemctl status (container)"
+        in_ct systemctl status --no-pager --full --lines=0 'fl-*' 2>&1 | head -n 80
+        echo "--- journalctl -u 'fl-*' (container, last 80 lines)"
+        in_ct journalctl --no-pager -o short-precise -n 80 -u 'fl-*' 2>&1
+        echo "--- failed units (container)"
+        in_ct systemctl list-units --failed --no-pager --plain 2>&1
+}
+
+fail() {
+        echo "FAIL: $*"
+        diagnostics || true
+        exit 1
+}
+
+stop_container() {
+        local pid
+
+        [ -n "$nspawn_pid" ] || return 0
+        # The first SIGTERM asks the container to power off, the second one
+        # kills it; SIGKILL last (the leader's death ends its PID namespace).
+        for sig in TERM TERM KILL; do
+                running "$nspawn_pid" || break
+                if [ "$sig" = KILL ]; then
+                        echo "warning: systemd-nspawn did not stop; killing it and the container" >&2
+                        for pid in $leader $nspawn_pid; do kill -KILL "$pid" 2>/dev/null || true; done
+                else
+                        kill -"$sig" "$nspawn_pid" 2>/dev/null || true
+                fi
+                for _ in $(seq 1 100); do
+                        running "$nspawn_pid" || break
+                        sleep 0.1
+                done
+        done
+        wait "$nspawn_pid" 2>/dev/null || true
+        nspawn_pid=""
+}
+
+# nspawn makes "payload" and "supervisor" below the cgroup it starts in; that
+# cgroup is one of ours (see cgroup_make) and goes, empty, with all below it.
+remove_cgroups() {
+        local cg
+
+        for cg in $cgroups; do
+                for _ in $(seq 1 50); do
+                        find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+                        [ -d "$cg" ] || break
+                        sleep 0.1
+                done
+                [ ! -d "$cg" ] || echo "warning: could not remove the cgroup $cg" >&2
+        done
+}
+
+cleanup() {
+        local rc=$?
+
+        set +e
+        trap - EXIT INT TERM HUP
+        stop_container
+        remove_cgroups
+        if [ "$mounted" -eq 1 ]; then
+                umount -R "$root" 2>/dev/null || umount -R -l "$root"
+                umount "$tmp" 2>/dev/null || umount -l "$tmp"
+        fi
+        rm -rf "$tmp"
+        echo "test-nspawn: $((SECONDS - started))s"
+        [ "$rc" -ne 0 ] || [ "$failed" -eq 0 ] || rc=1
+        exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+
+# cgroup_make: a cgroup of the test's own in each hierarchy that tracks
+# processes (the unified one, and name=systemd on a hybrid or legacy host),
+# below the one we are in. Where that fails nspawn uses ours.
+cgroup_make() {
+        local line hier path mnt cg
+
+        while IFS= read -r line; do
+                hier=${line#*:}
+                path=${hier#*:}
+                hier=${hier%%:*}
+                case $hier in
+                "") mnt=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo) ;;
+                name=systemd) mnt=$(awk '$9 == "cgroup" && $NF ~ /(^|,)name=systemd(,|$)/ { print $5; exit }' /proc/self/mountinfo) ;;
+                *) continue ;;
+                esac
+                [ -n "$mnt" ] || continue
+                cg=$mnt${path%/}/flcluster-nspawn-$$
+                if mkdir "$cg" 2>/dev/null; then
+                        cgroups="$cgroups $cg"
+                else
+                        echo "note: cannot create the cgroup $cg; nspawn uses the test's own" >&2
+                fi
+        done </proc/self/cgroup
+}
+
+cgroup_enter() {
+        local cg
+
+        for cg in $cgroups; do
+                echo "$BASHPID" >"$cg/cgroup.procs" || echo "note: cannot enter the cgroup $cg" >&2
+        done
+}
+
+# ---------------------------------------------------------- the root
+
+# An overlay of / (and of /usr, /etc, /var where they are file systems of
+# their own) with its upper layer on a tmpfs: no copy of the OS is made.
+make_root() {
+        local d err
+
+        mount -t tmpfs -o mode=0755 flcluster-nspawn "$tmp"
+        mounted=1
+        mkdir -p "$tmp/upper/root" "$tmp/work/root" "$root" "$tmp/dest"
+        if ! err=$(mount -t overlay flcluster-nspawn -o lowerdir=/,upperdir="$tmp/upper/root",workdir="$tmp/work/root" "$root" 2>&1); then
+                skip "cannot mount an overlay of / for the container ($err; $(dmesg 2>/dev/null | grep -i overlay | tail -n 1))"
+        fi
+        for d in usr etc var opt; do
+                mountpoint -q "/$d" || continue
+                mkdir -p "$tmp/upper/$d" "$tmp/work/$d"
+                mount -t overlay flcluster-nspawn -o lowerdir="/$d",upperdir="$tmp/upper/$d",workdir="$tmp/work/$d" "$root/$d"
+        done
+        mountpoint -q "$root" || fail "$root is not the overlay"
+        [ -e "$root/usr/lib/os-release" ] || [ -e "$root/etc/os-release" ] ||
+                fail "the host has no os-release file; nspawn would not boot its root"
+}
+
+# Whatever flcluster the host itself has (units, drop-ins, state) must not
+# leak in: these deletions are whiteouts in the overlay.
+write_file() {     # write_file PATH-IN-CONTAINER: stdin to it
+        mkdir -p "$(dirname "$root$1")"
+        cat >"$root$1"
+}
+
+prepare_root() {
+        local unit
+
+        rm -rf "$root"/etc/systemd/system/fl-* "$root"/etc/systemd/system/flcluster* \
+                "$root"/etc/systemd/system/*.wants/fl-* "$root"/etc/systemd/system/*.wants/flcluster* \
+                "$root"/etc/default/flcluster "$root"/etc/flcluster "$root"/var/lib/flcluster \
+                "$root"/var/lib/private/flcluster
+        systemd-id128 new >"$root/etc/machine-id"
+
+        # Boot only what the cluster needs: no getty, no host services.
+        write_file /etc/systemd/system/flcluster-test.target <<-'EOF'
+	[Unit]
+	Description=flcluster test container
+	Requires=sysinit.target sockets.target
+	After=sysinit.target sockets.target
+	AllowIsolate=yes
+	EOF
+        ln -sf flcluster-test.target "$root/etc/systemd/system/default.target"
+        # No clock to sync in a container; no network to wait for either.
+        for unit in systemd-timesyncd.service systemd-networkd-wait-online.service \
+                    NetworkManager-wait-online.service ifupdown-wait-online.service; do
+                ln -sf /dev/null "$root/etc/systemd/system/$unit"
+        done
+        write_file /etc/systemd/journald.conf.d/flcluster-test.conf <<-'EOF'
+	[Journal]
+	Storage=volatile
+	RateLimitBurst=0
+	EOF
+
+        # The configuration every unit reads (fl-serverd(8), SYSTEMD).
+        write_file /etc/default/flcluster <<-'EOF'
+	FL_SCHEDULER_OPTS="--server_num=2 --node_timeout=5"
+	FL_SERVER_OPTS="--server_num=2 --node_timeout=5 --model_path=/etc/flcluster/lenet5.fl"
+	EOF
+        # A short watchdog so that a hung daemon is caught within the test.
+        # SIGKILL rather than the default SIGABRT: the core dump of a process
+        # in the container would go to the host's core_pattern.
+        for unit in fl-server@.service fl-schedulerd.service; do
+                write_file "/etc/systemd/system/$unit.d/test-watchdog.conf" <<-'EOF'
+		[Service]
+		WatchdogSec=5s
+		WatchdogSignal=SIGKILL
+		EOF
+        done
+}
+
+# ----------------------------------------------------------- the boot
+
+boot() {
+        local pid child deadline
+
+        cgroup_make
+        say "Booting the container (systemd-nspawn --boot, overlay of /)"
+        (
+                cgroup_enter
+                exec setpriv --pdeathsig KILL systemd-nspawn --register=no --keep-unit \
+                        --private-network --link-journal=no --console=read-only \
+                        --machine=flcluster-test --directory="$root" --boot
+        ) </dev/null >"$tmp/console.log" 2>&1 &
+        nspawn_pid=$!
+
+        # The leader is nspawn's child in a PID namespace of its own.
+        deadline=$((SECONDS + 30))
+        while [ -z "$leader" ]; do
+                if ! running "$nspawn_pid"; then
+                        echo "--- systemd-nspawn said:"
+                        cat "$tmp/console.log"
+                        nspawn_pid=""
+                        skip "systemd-nspawn cannot start a container here (see its messages above)"
+                fi
+                [ "$SECONDS" -lt "$deadline" ] || fail "systemd-nspawn started no container within 30s"
+                for child in $(cat /proc/"$nspawn_pid"/task/*/children 2>/dev/null); do
+                        pid=$(readlink "/proc/$child/ns/pid" 2>/dev/null) || continue
+                        [ "$pid" != "$(readlink /proc/self/ns/pid)" ] && leader=$child
+                done
+                [ -n "$leader" ] || sleep 0.1
+        done
+
+        # Up once systemd has finished the boot; "degraded" is fine (some
+        # unit of the host's may not work in a container).
+        deadline=$((SECONDS + wait_max))
+        while :; do
+                state=$(in_ct systemctl is-system-running --wait 2>/dev/null) || true
+                case $state in
+                running|degraded) break ;;
+                esac
+                [ "$SECONDS" -lt "$deadline" ] || fail "the container did not boot within ${wait_max}s (state: ${state:-no answer})"
+                running "$leader" || fail "the container died while booting"
+                sleep 0.5
+        done
+        say "Container up ($state), leader pid $leader"
+        if [ "$state" = degraded ]; then
+                echo "note: units that failed in the container (not ours):"
+                in_ct systemctl list-units --failed --no-pager --plain --no-legend || true
+        fi
+}
+
+# ------------------------------------------------------------ install
+
+install_tree() {
+        say "make install DESTDIR=... and copy into the container"
+        make -C "$builddir" --no-print-directory -s install DESTDIR="$tmp/dest" >"$tmp/install.log" 2>&1 || {
+                cat "$tmp/install.log"
+                fail "make install failed"
+        }
+        # Debian's /lib, /bin, /sbin are symbolic links to /usr: keep them.
+        tar -C "$tmp/dest" -cf - . | tar -C "$root" -xf - --keep-directory-symlink --no-same-owner ||
+                fail "copying the installed tree into the container failed"
+
+        say "systemd-sysusers, daemon-reload, D-Bus reload (what a package does)"
+        in_ct systemd-sysusers || fail "systemd-sysusers failed"
+        in_ct getent passwd flcluster >/dev/null || fail "systemd-sysusers did not create the user flcluster"
+        if [ -n "$(ls "$tmp"/dest/usr/lib/tmpfiles.d/ 2>/dev/null)" ]; then
+                in_ct systemd-tmpfiles --create || fail "systemd-tmpfiles --create failed"
+        fi
+        in_ct systemctl daemon-reload || fail "systemctl daemon-reload failed"
+        # The servers' initial model (a scale-out completes once the new
+        # servers hold the cluster's model).
+        mkdir -p "$root/etc/flcluster"
+        in_ct fl-client init-model --arch lenet5 --seed 1 -o /etc/flcluster/lenet5.fl >/dev/null ||
+                fail "fl-client init-model failed"
+        in_ct systemctl start dbus.service || fail "dbus.service does not start"
+        in_ct systemctl reload dbus.service || fail "dbus.service does not reload"
+}
+
+# ------------------------------------------------------------ helpers
+
+prop() {        # prop UNIT PROPERTY: its value
+        in_ct systemctl show -p "$2" --value "$1"
+}
+
+nodes_json() {
+        in_ct flctl --json nodes 2>/dev/null
+}
+
+# wait_until SECONDS WHAT CMD...: until CMD succeeds, else fail
+wait_until() {
+        local secs=$1 what=$2 deadline
+
+        shift 2
+        deadline=$((SECONDS + secs))
+        until "$@"; do
+                [ "$SECONDS" -lt "$deadline" ] || fail "$what: not within ${secs}s"
+                sleep 0.5
+        done
+}
+
+# cluster_ready N: CLUSTER_READY with N servers alive, each with a rank
+cluster_ready() {
+        local state nodes
+
+        state=$(in_ct flctl --json state 2>/dev/null | jq -r .cluster_state 2>/dev/null) || return 1
+        [ "$state" = CLUSTER_READY ] || return 1
+        nodes=$(nodes_json) || return 1
+        [ "$(jq '[.node_ids[] | select(.role == "SERVER" and .alive and .rank_id != "")] | length' <<<"$nodes")" = "$1" ]
+}
+
+node_id_of() {  # the node id a server on PORT keeps in its state directory
+        cat "$root/var/lib/flcluster/node-id-$1" 2>/dev/null
+}
+
+rank_of() {     # rank_of NODE_ID: its rank, as flctl shows it
+        nodes_json | jq -r --arg id "$1" '.node_ids[] | select(.node_id == $id and .alive) | .rank_id'
+}
+
+unit_running() {   # active/running, with a main process other than $2
+        [ "$(prop "$1" ActiveState)" = active ] && [ "$(prop "$1" SubState)" = running ] &&
+                [ "$(prop "$1" MainPID)" != "${2:-0}" ]
+}
+
+restarted() {   # restarted UNIT N: NRestarts is N and the unit runs again
+        [ "$(prop "$1" NRestarts)" = "$2" ] && unit_running "$1"
+}
+
+# ------------------------------------------------------------- checks
+
+check_start() {
+        local unit state pid user status
+
+        say "systemctl start fl-schedulerd fl-server@6668 fl-server@6669"
+        in_ct systemctl start fl-schedulerd.service fl-server@6668.service fl-server@6669.service ||
+                fail "systemctl start did not succeed (Type=notify: the units must send READY=1)"
+        for unit in fl-schedulerd.service fl-server@6668.service fl-server@6669.service; do
+                state=$(in_ct systemctl show -p ActiveState -p SubState "$unit" | tr '\n' ' ')
+                [ "$state" = "ActiveState=active SubState=running " ] || fail "$unit: $state"
+                pid=$(prop "$unit" MainPID)
+                user=$(in_ct ps -o user= -p "$pid" | tr -d ' ')
+                [ "$user" = flcluster ] || fail "$unit: runs as '$user', not flcluster"
+                status=$(prop "$unit" StatusText)
+                [ -n "$status" ] || fail "$unit: no STATUS= line"
+                echo "ok: $unit: $state(pid $pid, user $user; status: $status)"
+        done
+}
+
+check_nodes() {
+        local out
+
+        wait_until "$wait_max" "CLUSTER_READY with 2 servers" cluster_ready 2
+        say "flctl nodes (D-Bus, the container's system bus)"
+        out=$(in_ct flctl nodes) || fail "flctl nodes failed"
+        printf '%s\n' "$out"
+        [ "$(grep -c SERVER <<<"$out")" -eq 2 ] || fail "flctl nodes does not show 2 servers"
+        out=$(in_ct setpriv --reuid=nobody --regid=nogroup --clear-groups flctl nodes 2>&1) ||
+                fail "flctl nodes as nobody (the policy lets anyone read): $out"
+        [ "$(grep -c SERVER <<<"$out")" -eq 2 ] || fail "flctl nodes as nobody does not show 2 servers: $out"
+        echo "ok: flctl nodes shows the 2 servers, for root and for nobody"
+}
+
+journal_has_started() {
+        in_ct journalctl --no-pager -u fl-server@6669.service -o cat | grep -qx 'Server started successfully.'
+}
+
+check_journal() {
+        local id rank entries
+
+        wait_until 10 "'Server started successfully.' in journalctl -u fl-server@6669" journal_has_started
+        echo "ok: journalctl -u fl-server@6669 -o cat has 'Server started successfully.'"
+
+        id=$(node_id_of 6669) || fail "no node-id-6669 in the state directory"
+        rank=$(rank_of "$id")
+        [ -n "$rank" ] || fail "fl-server@6669 ($id) has no rank"
+        entries=$(in_ct journalctl --no-pager -o json -u fl-server@6669.service FL_ROLE=SERVER) ||
+                fail "journalctl -o json FL_ROLE=SERVER failed"
+        [ -n "$entries" ] || fail "no line of fl-server@6669 has FL_ROLE=SERVER"
+        jq -e --arg id "$id" 'select(.FL_NODE_ID == $id)' <<<"$entries" >/dev/null ||
+                fail "no line of fl-server@6669 has FL_NODE_ID=$id"
+        jq -e --arg rank "$rank" 'select(.FL_RANK == $rank and .MESSAGE != null)' <<<"$entries" >/dev/null ||
+                fail "no line of fl-server@6669 has FL_RANK=$rank"
+        [ -n "$(in_ct journalctl --no-pager -o cat -u fl-server@6669.service FL_RANK="$rank")" ] ||
+                fail "journalctl -u fl-server@6669 FL_RANK=$rank finds nothing"
+        [ -n "$(in_ct journalctl --no-pager -o cat -u fl-schedulerd.service FL_ROLE=SCHEDULER)" ] ||
+                fail "no line of fl-schedulerd has FL_ROLE=SCHEDULER"
+        echo "ok: the journal has FL_ROLE=SERVER, FL_NODE_ID=$id, FL_RANK=$rank for fl-server@6669, FL_ROLE=SCHEDULER for fl-schedulerd"
+}
+
+# recover UNIT PORT NRESTARTS: systemd restarted it, it rejoined with its rank
+rejoins() {
+        local unit=$1 port=$2 n=$3 old_pid=$4 id=$5 rank=$6
+
+        wait_until "$wait_max" "systemd restarting $unit (NRestarts=$n)" restarted "$unit" "$n"
+        [ "$(prop "$unit" MainPID)" != "$old_pid" ] || fail "$unit: still the old process"
+        [ "$(node_id_of "$port")" = "$id" ] || fail "$unit: its node id changed"
+        wait_until "$wait_max" "CLUSTER_READY with 2 servers after $unit came back" cluster_ready 2
+        [ "$(rank_of "$id")" = "$rank" ] || fail "$unit: rank $(rank_of "$id"), was $rank"
+}
+
+check_kill() {
+        local id rank pid
+
+        id=$(node_id_of 6669)
+        rank=$(rank_of "$id")
+        pid=$(prop fl-server@6669.service MainPID)
+        say "systemctl kill -s KILL fl-server@6669 (pid $pid, rank $rank)"
+        in_ct systemctl kill -s KILL fl-server@6669.service || fail "systemctl kill failed"
+        rejoins fl-server@6669.service 6669 1 "$pid" "$id" "$rank"
+        echo "ok: fl-server@6669 restarted by systemd (pid $(prop fl-server@6669.service MainPID)), rejoined with rank $rank"
+}
+
+check_watchdog() {
+        local id rank pid t0
+
+        id=$(node_id_of 6668)
+        rank=$(rank_of "$id")
+        pid=$(prop fl-server@6668.service MainPID)
+        say "SIGSTOP to fl-server@6668 (pid $pid, rank $rank, WatchdogSec=5s)"
+        t0=$SECONDS
+        in_ct systemctl kill -s STOP --kill-who=main fl-server@6668.service || fail "systemctl kill -s STOP failed"
+        rejoins fl-server@6668.service 6668 1 "$pid" "$id" "$rank"
+        in_ct journalctl --no-pager -u fl-server@6668.service -o cat | grep -q 'Watchdog timeout' ||
+                fail "fl-server@6668 was restarted, but not for a watchdog timeout"
+        echo "ok: the watchdog caught the stopped fl-server@6668 and systemd restarted it; rank $rank again ($((SECONDS - t0))s)"
+}
+
+check_scaleout() {
+        local out
+
+        say "flctl scaleout 2; systemctl start fl-server@6670 fl-server@6671"
+        out=$(in_ct flctl scaleout 2) || fail "flctl scaleout 2: $out"
+        echo "$out"
+        # The new servers start with server_num raised by 2 (flctl(1)).
+        sed -i 's/--server_num=2/--server_num=4/' "$root/etc/default/flcluster"
+        in_ct systemctl start fl-server@6670.service fl-server@6671.service ||
+                fail "systemctl start fl-server@6670 fl-server@6671 did not succeed"
+        wait_until "$wait_max" "CLUSTER_READY with 4 servers after the scale-out" cluster_ready 4
+        in_ct flctl nodes
+        echo "ok: scaled out to 4 servers, CLUSTER_READY"
+}
+
+units="fl-schedulerd.service fl-server@6668.service fl-server@6669.service fl-server@6670.service fl-server@6671.service"
+
+check_restarts() {
+        local unit n expect
+
+        for unit in $units; do
+                case $unit in
+                fl-server@6668.service|fl-server@6669.service) expect=1 ;;
+                *) expect=0 ;;
+                esac
+                n=$(prop "$unit" NRestarts)
+                [ "$n" = "$expect" ] || fail "$unit: restarted $n times, expected $expect (watchdog pings missing?)"
+        done
+        echo "ok: no unexpected restarts (the scheduler and the other servers kept pinging the watchdog)"
+}
+
+all_inactive() {
+        local unit
+
+        for unit in $units; do
+                [ "$(prop "$unit" ActiveState)" = inactive ] || return 1
+        done
+}
+
+# After a finish systemd may unload the inactive units (garbage collection),
+# and with them their NRestarts and Result: the journal tells how each ended.
+check_finish() {
+        local out unit state cursor log failed_units
+
+        cursor=$(in_ct journalctl --no-pager -n 0 --show-cursor | sed -n 's/^-- cursor: //p')
+        [ -n "$cursor" ] || fail "journalctl --show-cursor gave no cursor"
+        say "flctl finish"
+        out=$(in_ct flctl finish) || fail "flctl finish failed: $out"
+        printf '%s\n' "$out"
+        wait_until "$wait_max" "every unit inactive after flctl finish" all_inactive
+        sleep 3         # RestartSec=1s: a unit that is to be restarted would be by now
+        for unit in $units; do
+                state=$(in_ct systemctl is-failed "$unit" || true)
+                [ "$state" = inactive ] || fail "$unit is $state after flctl finish"
+                log=$(in_ct journalctl --no-pager -o cat --after-cursor="$cursor" -u "$unit")
+                grep -q 'Deactivated successfully' <<<"$log" ||
+                        fail "$unit did not end successfully: $log"
+                if grep -E 'Failed with result|Scheduled restart job|Starting ' <<<"$log"; then
+                        fail "$unit failed or was restarted after flctl finish"
+                fi
+        done
+        failed_units=$(in_ct systemctl list-units --failed --plain --no-legend 'fl-*' 'flcluster*')
+        [ -z "$failed_units" ] || fail "failed units after flctl finish: $failed_units"
+        echo "ok: after flctl finish every unit is inactive, none failed, none restarted"
+}
+
+# --------------------------------------------------------------- main
+
+make_root
+prepare_root
+boot
+install_tree
+check_start
+check_nodes
+check_journal
+check_kill
+check_watchdog
+check_scaleout
+check_restarts
+check_finish
+failed=0
+echo "PASS: flcluster under systemd in a container"
