@@ -14,20 +14,6 @@ void admissions_clear(Admissions *a) {
         *a = (Admissions) {};
 }
 
-bool fl_id_is_valid(const char *fl_id) {
-        size_t n;
-
-        if (isempty(fl_id))
-                return false;
-        n = strnlen(fl_id, FL_ID_MAX);
-        if (n >= FL_ID_MAX)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if ((unsigned char) fl_id[i] < 0x20 || fl_id[i] == 0x7f)
-                        return false;
-        return true;
-}
-
 static uint64_t hash_string(const char *s) {
         uint64_t h = UINT64_C(0xcbf29ce484222325);      /* FNV-1a */
 

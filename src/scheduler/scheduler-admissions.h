@@ -4,12 +4,12 @@
 #include <stdint.h>
 
 #include "macro.h"
+#include "util.h"
 
 /* The devices admitted in one iteration, by fl_id: an open-addressing hash
  * table, so that admission and update checks stay O(1) with millions of
  * devices. Only the scheduler holds it; servers ask. */
 
-#define FL_ID_MAX 256
 
 typedef struct Admission {
         char *fl_id;
@@ -30,4 +30,3 @@ Admission *admissions_find(const Admissions *a, const char *fl_id);
 /* -EEXIST if present (*ret then points to it). */
 int admissions_add(Admissions *a, const char *fl_id, uint32_t data_size, Admission **ret);
 
-bool fl_id_is_valid(const char *fl_id);

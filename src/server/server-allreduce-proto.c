@@ -30,21 +30,6 @@ static uint64_t get_le64(const uint8_t *p) {
         return le64toh(v);
 }
 
-/* json-util has no 64-bit getter; vector lengths may pass 2^32. */
-static int json_get_u64(json_object *o, const char *key, uint64_t *ret) {
-        json_object *v;
-        int64_t i;
-
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
-                return -EBADMSG;
-        errno = 0;
-        i = json_object_get_int64(v);
-        if (errno != 0 || i < 0)
-                return -ERANGE;
-        *ret = (uint64_t) i;
-        return 0;
-}
-
 static int json_add(json_object *o, const char *key, json_object *v) {
         if (!v)
                 return -ENOMEM;

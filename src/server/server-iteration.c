@@ -32,20 +32,6 @@ TrainingPhase training_phase_from_string(const char *s) {
 
 /* ---- Parsing what the scheduler sends -------------------------------------- */
 
-static int get_u64(json_object *o, const char *key, uint64_t *ret) {
-        json_object *v;
-        int64_t i;
-
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
-                return -EBADMSG;
-        errno = 0;
-        i = json_object_get_int64(v);
-        if (errno != 0 || i < 0)
-                return -ERANGE;
-        *ret = (uint64_t) i;
-        return 0;
-}
-
 /* -ENOENT when absent, so that optional keys keep their defaults. */
 static int get_optional_u32(json_object *o, const char *key, uint32_t *ret) {
         if (!json_object_object_get_ex(o, key, NULL))
@@ -123,7 +109,7 @@ int iteration_msg_parse(json_object *o, const FlConfig *defaults, IterationMsg *
         if (msg.phase < 0)
                 return -EBADMSG;
         if (get_optional_u32(o, "abandoned", &msg.abandoned) == -EBADMSG ||
-            (json_object_object_get_ex(o, "next_req_time", NULL) && get_u64(o, "next_req_time", &msg.next_req_time) < 0))
+            (json_object_object_get_ex(o, "next_req_time", NULL) && json_get_u64(o, "next_req_time", &msg.next_req_time) < 0))
                 return -EBADMSG;
         if (json_object_object_get_ex(o, "job", &job) && job_parse(job, &msg.job) < 0)
                 return -EBADMSG;

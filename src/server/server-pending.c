@@ -15,20 +15,6 @@ static const char *const reply_state_table[_REPLY_STATE_MAX] = {
         [REPLY_DISABLED] = "disabled",
 };
 
-static int json_get_u64_lenient(json_object *o, const char *key, uint64_t *ret) {
-        json_object *v;
-        int64_t i;
-
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
-                return -EBADMSG;
-        errno = 0;
-        i = json_object_get_int64(v);
-        if (errno != 0 || i < 0)
-                return -ERANGE;
-        *ret = (uint64_t) i;
-        return 0;
-}
-
 int scheduler_reply_parse(json_object *o, SchedulerReply *ret) {
         SchedulerReply r = { .reason = "", .state = _REPLY_STATE_INVALID };
         const char *state;
@@ -44,7 +30,7 @@ int scheduler_reply_parse(json_object *o, SchedulerReply *ret) {
                 return -EBADMSG;
         (void) json_get_string(o, "reason", &r.reason);
         (void) json_get_u32(o, "iteration", &r.iteration);
-        (void) json_get_u64_lenient(o, "next_req_time", &r.next_req_time);
+        (void) json_get_u64(o, "next_req_time", &r.next_req_time);
         (void) json_get_u32(o, "data_size", &r.data_size);
 
         *ret = r;

@@ -11,25 +11,8 @@
 #include "util.h"
 #include "wire-protocol.h"
 
-/* Mirrors the scheduler's rule (scheduler-admissions.c), so that a bad fl_id
- * is refused here without a round trip. */
-#define FL_ID_MAX 256
 #define MS_STRING_MAX 24
 #define FL_CONTENT_TYPE "application/octet-stream"
-
-static bool fl_id_is_valid(const char *fl_id) {
-        size_t n;
-
-        if (isempty(fl_id))
-                return false;
-        n = strnlen(fl_id, FL_ID_MAX);
-        if (n >= FL_ID_MAX)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if ((unsigned char) fl_id[i] < 0x20 || fl_id[i] == 0x7f)
-                        return false;
-        return true;
-}
 
 static const char *format_ms(char buf[static MS_STRING_MAX], uint64_t ms) {
         snprintf(buf, MS_STRING_MAX, "%" PRIu64, ms);

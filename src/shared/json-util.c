@@ -28,6 +28,20 @@ int json_get_u32(json_object *o, const char *key, uint32_t *ret) {
         return 0;
 }
 
+int json_get_u64(json_object *o, const char *key, uint64_t *ret) {
+        json_object *v;
+        int64_t i;
+
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+                return -EBADMSG;
+        errno = 0;
+        i = json_object_get_int64(v);
+        if (errno != 0 || i < 0)
+                return -ERANGE;
+        *ret = (uint64_t) i;
+        return 0;
+}
+
 int json_get_bool(json_object *o, const char *key, bool *ret) {
         json_object *v;
 

@@ -133,6 +133,20 @@ bool node_id_is_valid(const char *s) {
         return true;
 }
 
+bool fl_id_is_valid(const char *fl_id) {
+        size_t n;
+
+        if (isempty(fl_id))
+                return false;
+        n = strnlen(fl_id, FL_ID_MAX);
+        if (n >= FL_ID_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) fl_id[i] < 0x20 || fl_id[i] == 0x7f)
+                        return false;
+        return true;
+}
+
 int mkdir_p(const char *path, mode_t mode) {
         _cleanup_free_ char *p = strdup(path);
 

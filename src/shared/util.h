@@ -26,6 +26,11 @@ bool uuid_string_is_valid(const char *s);
 #define NODE_ID_MAX 128
 bool node_id_is_valid(const char *s);
 
+/* A device's fl_id: 1-255 bytes, no control characters (it is logged and
+ * stored; the device protocol says nothing more). */
+#define FL_ID_MAX 256
+bool fl_id_is_valid(const char *fl_id);
+
 int mkdir_p(const char *path, mode_t mode);
 int read_full_file(const char *path, char **ret, size_t *ret_size, size_t max_size);
 /* Writes atomically: a temporary file beside it, fsync, rename. */
