@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <ctype.h>
-#include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
 #include "client-http.h"
+#include "curl-util.h"
 #include "util.h"
 
 /* A reply larger than this is not a model we want: MindSpore's models go to
@@ -24,12 +24,6 @@ struct ClientHttp {
         char errbuf[CURL_ERROR_SIZE];
         char error[512];
 };
-
-typedef struct Body {
-        uint8_t *data;
-        size_t size, allocated;
-        bool too_large;
-} Body;
 
 void sleep_usec(uint64_t usec) {
         struct timespec ts = {
@@ -101,32 +95,6 @@ void http_reply_done(HttpReply *r) {
         *r = (HttpReply) {};
 }
 
-static void body_done(Body *b) {
-        free(b->data);
-}
-
-static size_t body_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
-        Body *b = userdata;
-        size_t n = size * nmemb;        /* libcurl promises size == 1 */
-
-        if (n > REPLY_MAX - b->size) {
-                b->too_large = true;
-                return 0;
-        }
-        if (b->size + n > b->allocated) {
-                size_t want = MIN(MAX(MAX(b->allocated * 2, b->size + n), (size_t) 4096), REPLY_MAX);
-                uint8_t *p = realloc(b->data, want);
-
-                if (!p)
-                        return 0;
-                b->data = p;
-                b->allocated = want;
-        }
-        memcpy(b->data + b->size, ptr, n);
-        b->size += n;
-        return n;
-}
-
 int client_http_new(ClientHttp **ret, uint64_t request_timeout_usec, uint64_t retry_usec) {
         _cleanup_(client_http_freep) ClientHttp *h = NULL;
         struct curl_slist *l;
@@ -190,7 +158,7 @@ static uint64_t jittered(ClientHttp *h, uint64_t usec) {
 }
 
 /* The answer is one of the two plain-text sentences, maybe with a newline. */
-static bool body_is_text(const Body *b, const char *text) {
+static bool body_is_text(const CurlBody *b, const char *text) {
         size_t n = strlen(text), size = b->size;
 
         while (size > n && isspace(b->data[size - 1]))
@@ -199,7 +167,7 @@ static bool body_is_text(const Body *b, const char *text) {
 }
 
 /* A printable excerpt of an unexpected body, for the error message. */
-static void body_excerpt(const Body *b, char *buf, size_t size) {
+static void body_excerpt(const CurlBody *b, char *buf, size_t size) {
         size_t n = MIN(b->size, size - 1);
 
         for (size_t i = 0; i < n; i++)
@@ -207,7 +175,7 @@ static void body_excerpt(const Body *b, char *buf, size_t size) {
         buf[n] = '\0';
 }
 
-static int setup(ClientHttp *h, const char *url, const uint8_t *body, size_t size, Body *reply) {
+static int setup(ClientHttp *h, const char *url, const uint8_t *body, size_t size, CurlBody *reply) {
         CURL *c = h->curl;
 
         h->errbuf[0] = '\0';
@@ -223,7 +191,7 @@ static int setup(ClientHttp *h, const char *url, const uint8_t *body, size_t siz
             curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long) (h->request_timeout_usec / USEC_PER_MSEC)) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) REPLY_MAX) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_ERRORBUFFER, h->errbuf) != CURLE_OK ||
-            curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_write) != CURLE_OK ||
+            curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_body_write) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_WRITEDATA, reply) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_USERAGENT, "fl-client/" PACKAGE_VERSION) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_HTTPHEADER, h->headers) != CURLE_OK ||
@@ -243,7 +211,7 @@ typedef enum Outcome {
 
 /* One exchange. Returns an Outcome, or a negative errno for what no retry
  * mends. */
-static int exchange(ClientHttp *h, const char *url, const uint8_t *body, size_t size, Body *reply,
+static int exchange(ClientHttp *h, const char *url, const uint8_t *body, size_t size, CurlBody *reply,
                     bool *maybe_sent) {
         char excerpt[128];
         long status = 0;
@@ -306,7 +274,7 @@ int client_http_round(ClientHttp *h, const ServerList *servers, size_t first, co
 
         h->error[0] = '\0';
         for (;;) {
-                _cleanup_(body_done) Body reply = {};
+                _cleanup_(curl_body_done) CurlBody reply = { .max = REPLY_MAX };
                 _cleanup_free_ char *url = NULL;
                 uint64_t now, wait;
                 bool sent = false;

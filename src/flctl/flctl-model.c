@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include <curl/curl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,42 +7,9 @@
 #include "flctl-model.h"
 #include "flctl-safetensors.h"
 #include "json-util.h"
+#include "curl-util.h"
 #include "log.h"
 #include "util.h"
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(CURL *, curl_easy_cleanup);
-
-typedef struct Body {
-        uint8_t *data;
-        size_t size, allocated;
-        bool too_large;
-} Body;
-
-static void body_done(Body *b) {
-        free(b->data);
-}
-
-static size_t body_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
-        Body *b = userdata;
-        size_t n = size * nmemb;
-
-        if (n > FL_MODEL_FILE_MAX - b->size) {
-                b->too_large = true;
-                return 0;
-        }
-        if (b->size + n > b->allocated) {
-                size_t want = MIN(MAX(MAX(b->allocated * 2, b->size + n), (size_t) 65536), FL_MODEL_FILE_MAX);
-                uint8_t *p = realloc(b->data, want);
-
-                if (!p)
-                        return 0;
-                b->data = p;
-                b->allocated = want;
-        }
-        memcpy(b->data + b->size, ptr, n);
-        b->size += n;
-        return n;
-}
 
 void model_download_done(ModelDownload *d) {
         free(d->data);
@@ -66,7 +32,7 @@ static int model_url(const NodeInfo *n, int64_t iteration, char **ret) {
 }
 
 /* The reason of a JSON refusal ({"error_message":...} or "message"), made safe. */
-static char *refusal_message(const Body *b) {
+static char *refusal_message(const CurlBody *b) {
         _cleanup_(json_object_putp) json_object *o = NULL;
         const char *m;
 
@@ -78,7 +44,7 @@ static char *refusal_message(const Body *b) {
 }
 
 static int fetch_one(CURL *c, const char *url, uint64_t timeout_usec, ModelDownload *ret) {
-        _cleanup_(body_done) Body body = {};
+        _cleanup_(curl_body_done) CurlBody body = { .max = FL_MODEL_FILE_MAX };
         _cleanup_free_ char *message = NULL;
         _cleanup_(model_freep) Model *m = NULL;
         char errbuf[CURL_ERROR_SIZE] = "";
@@ -98,7 +64,7 @@ static int fetch_one(CURL *c, const char *url, uint64_t timeout_usec, ModelDownl
             curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long) MAX(timeout_usec / USEC_PER_MSEC, (uint64_t) 1)) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) FL_MODEL_FILE_MAX) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf) != CURLE_OK ||
-            curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_write) != CURLE_OK ||
+            curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_body_write) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_WRITEDATA, &body) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_USERAGENT, "flctl/" PACKAGE_VERSION) != CURLE_OK)
                 return log_warning_errno(-EIO, "Failed to set up GET %s with libcurl.", url);

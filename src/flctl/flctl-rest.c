@@ -1,16 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include <curl/curl.h>
 #include <string.h>
 
 #include "flctl-backend.h"
 #include "json-util.h"
+#include "curl-util.h"
 #include "log.h"
 
 /* The largest reply we read: /nodes of a big cluster is far smaller, and a
  * peer that sends more is not a scheduler we want to buffer for. */
 #define REST_BODY_MAX (16U * 1024U * 1024U)
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(CURL *, curl_easy_cleanup);
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct curl_slist *, curl_slist_free_all);
 
 typedef struct RestBackend {
@@ -19,38 +18,6 @@ typedef struct RestBackend {
         CURL *curl;             /* reused, so that later verbs keep the connection */
         char errbuf[CURL_ERROR_SIZE];   /* lives as long as the handle that writes it */
 } RestBackend;
-
-typedef struct Body {
-        char *data;
-        size_t size, allocated;
-        bool too_large;
-} Body;
-
-static void body_done(Body *b) {
-        free(b->data);
-}
-
-static size_t body_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
-        Body *b = userdata;
-        size_t n = size * nmemb;        /* libcurl promises size == 1 */
-
-        if (n > REST_BODY_MAX - b->size) {
-                b->too_large = true;
-                return 0;               /* makes libcurl stop with CURLE_WRITE_ERROR */
-        }
-        if (b->size + n > b->allocated) {
-                size_t want = MIN(MAX(b->allocated * 2, b->size + n), (size_t) REST_BODY_MAX);
-                char *p = realloc(b->data, want);
-
-                if (!p)
-                        return 0;
-                b->data = p;
-                b->allocated = want;
-        }
-        memcpy(b->data + b->size, ptr, n);
-        b->size += n;
-        return n;
-}
 
 static int curl_error_to_errno(CURLcode code) {
         switch (code) {
@@ -75,7 +42,7 @@ static char *reply_error_message(json_object *reply) {
 }
 
 static int rest_setup(RestBackend *b, const char *method, const char *url, const char *request,
-                      Body *body, struct curl_slist *headers) {
+                      CurlBody *body, struct curl_slist *headers) {
         long timeout_ms = (long) MAX(b->backend.timeout_usec / USEC_PER_MSEC, (uint64_t) 1);
         CURL *c = b->curl;
 
@@ -90,7 +57,7 @@ static int rest_setup(RestBackend *b, const char *method, const char *url, const
             curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) REST_BODY_MAX) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_ERRORBUFFER, b->errbuf) != CURLE_OK ||
-            curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, body_write) != CURLE_OK ||
+            curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_body_write) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_WRITEDATA, body) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_USERAGENT, "flctl/" PACKAGE_VERSION) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers) != CURLE_OK)
@@ -116,7 +83,7 @@ static int rest_request(RestBackend *b, const char *method, const char *path, js
         _cleanup_(curl_slist_free_allp) struct curl_slist *headers = NULL;
         _cleanup_(json_object_putp) json_object *reply = NULL;
         _cleanup_free_ char *url = NULL, *message = NULL;
-        _cleanup_(body_done) Body body = {};
+        _cleanup_(curl_body_done) CurlBody body = { .max = REST_BODY_MAX };
         const char *code, *request_text = NULL;
         CURLcode cc;
         long status = 0;
@@ -163,7 +130,7 @@ static int rest_request(RestBackend *b, const char *method, const char *path, js
 
         /* Parsed before the status check: a refusal explains itself in JSON
          * too. reply stays NULL when the body is not a JSON object. */
-        (void) json_parse_object(body.data, body.size, &reply);
+        (void) json_parse_object((const char *) body.data, body.size, &reply);
 
         if (status < 200 || status > 299) {
                 message = reply_error_message(reply);
