@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "conf.h"
+#include "json-util.h"
 #include "log.h"
 
 static char tmpdir[] = "/tmp/test-conf-XXXXXX";
@@ -168,6 +169,146 @@ static void test_state_dir(void **state) {
         conf_done(&c);
 }
 
+static void test_recovery_section(void **state) {
+        _cleanup_free_ char *p = NULL;
+        FlConfig c;
+
+        /* Without the section: the state directory, as before. */
+        assert_int_equal(conf_init(&c), 0);
+        assert_int_equal(conf_set(&c, "state_dir", "/srv/fl"), 0);
+        assert_int_equal(c.recovery_storage_type, 0);
+        assert_int_equal(conf_scheduler_db_path(&c, &p), 0);
+        assert_string_equal(p, "/srv/fl/scheduler.db");
+        p = mfree(p);
+        assert_int_equal(conf_server_db_path(&c, 6668, &p), 0);
+        assert_string_equal(p, "/srv/fl/server-6668.db");
+        p = mfree(p);
+
+        /* MindSpore's guide's spelling; each server of a host its own file, by port. */
+        assert_int_equal(conf_apply_json_text(&c, "{\"recovery\": {\"storage_type\": 1, "
+                                              "\"storge_file_path\": \"/var/lib/flcluster/recovery.db\"}}", "x"), 0);
+        assert_int_equal(c.recovery_storage_type, 1);
+        assert_string_equal(c.recovery_file_path, "/var/lib/flcluster/recovery.db");
+        assert_null(c.scheduler_storage_file_path);
+        assert_int_equal(conf_server_db_path(&c, 6668, &p), 0);
+        assert_string_equal(p, "/var/lib/flcluster/recovery-6668.db");
+        p = mfree(p);
+        assert_int_equal(conf_server_db_path(&c, 6669, &p), 0);
+        assert_string_equal(p, "/var/lib/flcluster/recovery-6669.db");
+        p = mfree(p);
+        assert_int_equal(conf_scheduler_db_path(&c, &p), 0);
+        assert_string_equal(p, "/srv/fl/scheduler.db");
+        p = mfree(p);
+
+        /* Its code's spelling, both spellings of one file, the scheduler's file. */
+        assert_int_equal(conf_apply_json_text(&c, "{\"recovery\": {\"storage_type\": 1, "
+                                              "\"storage_file_path\": \"/d/r.sqlite\", "
+                                              "\"storge_file_path\": \"/d/r.sqlite\", "
+                                              "\"scheduler_storage_file_path\": \"/e/sched.db\"}}", "x"), 0);
+        assert_int_equal(conf_server_db_path(&c, 7000, &p), 0);
+        assert_string_equal(p, "/d/r-7000.sqlite");
+        p = mfree(p);
+        assert_int_equal(conf_scheduler_db_path(&c, &p), 0);
+        assert_string_equal(p, "/e/sched.db");
+        p = mfree(p);
+        conf_done(&c);
+        assert_null(c.recovery_file_path);
+        assert_null(c.scheduler_storage_file_path);
+}
+
+static void test_recovery_path_with_port(void **state) {
+        static const struct {
+                const char *path, *expected;
+        } cases[] = {
+                { "/var/lib/flcluster/recovery.db", "/var/lib/flcluster/recovery-6668.db" },
+                { "/d/recovery", "/d/recovery-6668" },
+                { "/d.x/recovery", "/d.x/recovery-6668" },
+                { "/d/.recovery", "/d/.recovery-6668" },
+                { "/d/a.tar.gz", "/d/a.tar-6668.gz" },
+                { "/r.db", "/r-6668.db" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *p = NULL;
+
+                assert_int_equal(conf_path_with_port(cases[i].path, 6668, &p), 0);
+                assert_string_equal(p, cases[i].expected);
+        }
+}
+
+static void test_recovery_refusals(void **state) {
+        static const struct {
+                const char *text, *named;
+        } bad[] = {
+                { "{\"recovery\": {\"storage_type\": 2, \"storge_file_path\": \"/d/r.db\"}}", "storage_type" },
+                { "{\"recovery\": {\"storage_type\": 0}}", "storage_type" },
+                { "{\"recovery\": {\"storage_type\": \"1\"}}", "storage_type" },
+                { "{\"recovery\": {\"storage_type\": 1.0}}", "storage_type" },
+                { "{\"recovery\": {\"storge_file_path\": \"/d/a.db\", \"storage_file_path\": \"/d/b.db\"}}",
+                  "storage_file_path" },
+                { "{\"recovery\": {\"storge_file_path\": 5}}", "storge_file_path" },
+                { "{\"recovery\": {\"storge_file_path\": \"\"}}", "storge_file_path" },
+                { "{\"recovery\": {\"storge_file_path\": \"relative.db\"}}", "storge_file_path" },
+                { "{\"recovery\": {\"storge_file_path\": \"/d/\"}}", "storge_file_path" },
+                { "{\"recovery\": {\"storge_file_path\": \"/d/..\"}}", "storge_file_path" },
+                { "{\"recovery\": {\"scheduler_storage_file_path\": [\"/d\"]}}", "scheduler_storage_file_path" },
+                { "{\"recovery\": {\"storage_typo\": 1}}", "storage_typo" },
+                { "{\"recovery\": 1}", "recovery" },
+                { "{\"recovery\": \"/d/r.db\"}", "recovery" },
+        };
+        json_object *o;
+        char error[256];
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_(json_object_putp) json_object *root = json_tokener_parse(bad[i].text);
+                FlConfig c;
+
+                assert_non_null(root);
+                assert_true(json_object_object_get_ex(root, "recovery", &o));
+                assert_int_equal(conf_init(&c), 0);
+                error[0] = 0;
+                if (conf_apply_recovery(&c, o, error, sizeof error) >= 0)
+                        fail_msg("recovery %zu (%s) was not refused", i, bad[i].text);
+                if (!strstr(error, bad[i].named))
+                        fail_msg("refusal of %s does not name %s: %s", bad[i].text, bad[i].named, error);
+                assert_int_equal(conf_apply_json_text(&c, bad[i].text, "x"), conf_apply_recovery(&c, o, error, sizeof error));
+                assert_null(c.recovery_file_path);
+                conf_done(&c);
+        }
+
+        /* Not a command-line option: only the file's section. */
+        {
+                const char *argv[] = { "test", "--storge_file_path=/d/r.db", NULL };
+                FlConfig c;
+
+                assert_int_equal(conf_init(&c), 0);
+                assert_int_equal(parse(&c, CONF_ROLE_ALL, 2, argv), -EINVAL);
+                conf_done(&c);
+        }
+}
+
+static void test_recovery_file(void **state) {
+        const char *path = write_conf("rec.json", "{\"server_num\": 2, \"recovery\": {\"storage_type\": 1, "
+                                      "\"storge_file_path\": \"/var/lib/flcluster/recovery.db\"}}");
+        char arg[300];
+        const char *argv[] = { "test", arg, "--fl_server_port=6670", NULL };
+        _cleanup_free_ char *p = NULL;
+        FlConfig c;
+
+        snprintf(arg, sizeof arg, "--config_file_path=%s", path);
+        assert_int_equal(conf_init(&c), 0);
+        assert_int_equal(parse(&c, CONF_ROLE_SERVER, 3, argv), 0);
+        assert_int_equal(conf_server_db_path(&c, (uint16_t) c.fl_server_port, &p), 0);
+        assert_string_equal(p, "/var/lib/flcluster/recovery-6670.db");
+        conf_done(&c);
+
+        path = write_conf("rec-bad.json", "{\"recovery\": {\"storage_type\": 3}}");
+        snprintf(arg, sizeof arg, "--config_file_path=%s", path);
+        assert_int_equal(conf_init(&c), 0);
+        assert_int_equal(parse(&c, CONF_ROLE_SERVER, 3, argv), -EINVAL);
+        conf_done(&c);
+}
+
 static int setup(void **state) {
         log_set_max_level(LOG_CRIT);    /* refusals are expected here */
         return mkdtemp(tmpdir) ? 0 : -1;
@@ -189,6 +330,10 @@ int main(void) {
                 cmocka_unit_test(test_role_options),
                 cmocka_unit_test(test_job_parameters),
                 cmocka_unit_test(test_state_dir),
+                cmocka_unit_test(test_recovery_section),
+                cmocka_unit_test(test_recovery_path_with_port),
+                cmocka_unit_test(test_recovery_refusals),
+                cmocka_unit_test(test_recovery_file),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "fl-model-io.h"
@@ -186,6 +187,170 @@ static void test_schema_version(void **state) {
         assert_int_equal(sqlite3_column_int(st, 0), 1);
 }
 
+static void corrupt(sqlite3 *db, const char *sql, uint32_t iteration) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        assert_int_equal(store_prepare(db, &st, sql), 0);
+        sqlite3_bind_int64(st, 1, iteration);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+        assert_int_equal(sqlite3_changes(db), 1);
+}
+
+/* Flips a bit of one float of a stored model, in place, with SQL. */
+static void flip_value(sqlite3 *db, uint32_t iteration, float value) {
+        _cleanup_stmt_ sqlite3_stmt *get = NULL, *put = NULL;
+        _cleanup_free_ uint8_t *blob = NULL;
+        size_t n, hits = 0;
+
+        assert_int_equal(store_prepare(db, &get, "SELECT model FROM checkpoints WHERE iteration = ?"), 0);
+        sqlite3_bind_int64(get, 1, iteration);
+        assert_int_equal(sqlite3_step(get), SQLITE_ROW);
+        n = (size_t) sqlite3_column_bytes(get, 0);
+        blob = malloc(n);
+        assert_non_null(blob);
+        memcpy(blob, sqlite3_column_blob(get, 0), n);
+        for (size_t off = 0; off + sizeof value <= n; off++)
+                if (memcmp(blob + off, &value, sizeof value) == 0) {
+                        blob[off] ^= 0x10;      /* the low mantissa bits: still a finite float */
+                        hits++;
+                }
+        assert_int_equal(hits, 1);
+
+        assert_int_equal(store_prepare(db, &put, "UPDATE checkpoints SET model = ? WHERE iteration = ?"), 0);
+        sqlite3_bind_blob64(put, 1, blob, n, SQLITE_STATIC);
+        sqlite3_bind_int64(put, 2, iteration);
+        assert_int_equal(sqlite3_step(put), SQLITE_DONE);
+}
+
+/* Damaged checkpoints are passed over, newest first, down to none. */
+static void test_fallback(void **state) {
+        Fixture *f = *state;
+        _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
+        char problem[160];
+
+        assert_int_equal(server_store_open(&db, f->path), 0);
+        for (uint32_t i = 1; i <= 4; i++)
+                save(db, i, 5);
+
+        for (uint32_t i = 4; i >= 1; i--) {
+                _cleanup_(checkpoint_done) Checkpoint c = {};
+                _cleanup_(model_freep) Model *m = NULL;
+
+                assert_int_equal(server_store_load_newest_good(db, f->path, &c, &m), 1);
+                assert_int_equal(c.iteration, i);
+                assert_non_null(m);
+                assert_true(m->tensors[1].data[1] == -(float) i);
+                assert_int_equal(checkpoint_verify(&c, NULL, problem, sizeof problem), 0);
+
+                /* Each a different damage. */
+                if (i == 4)     /* one value's bits flipped: decodes, but not to its checksum */
+                        flip_value(db, i, (float) i + 2.0f / 8);
+                else if (i == 3) /* truncated: no longer a FeatureMapList */
+                        corrupt(db, "UPDATE checkpoints SET model = substr(model, 1, 12) WHERE iteration = ?", i);
+                else if (i == 2) /* garbage in place of the model */
+                        corrupt(db, "UPDATE checkpoints SET model = randomblob(length(model)) WHERE iteration = ?", i);
+                else             /* not a blob at all (a row the loader refuses) */
+                        corrupt(db, "UPDATE checkpoints SET model = X'' WHERE iteration = ?", i);
+        }
+        {
+                _cleanup_(checkpoint_done) Checkpoint c = {};
+                Model *m = NULL;
+
+                assert_int_equal(server_store_load_newest_good(db, f->path, &c, &m), 0);
+                assert_null(m);
+                assert_null(c.model);
+        }
+
+        /* The damaged ones stay (for the operator) until a good model replaces one. */
+        save(db, 3, 5);
+        {
+                _cleanup_(checkpoint_done) Checkpoint c = {};
+                _cleanup_(model_freep) Model *m = NULL;
+
+                assert_int_equal(server_store_load_newest_good(db, f->path, &c, &m), 1);
+                assert_int_equal(c.iteration, 3);
+        }
+}
+
+static void test_verify(void **state) {
+        _cleanup_(checkpoint_done) Checkpoint c = {};
+        _cleanup_(model_freep) Model *m = NULL;
+        char problem[160] = "";
+
+        model_bytes(9, &c.model, &c.size, c.checksum);
+        c.iteration = 9;
+        assert_int_equal(checkpoint_verify(&c, &m, problem, sizeof problem), 0);
+        assert_non_null(m);
+        c.checksum[0] = c.checksum[0] == '0' ? '1' : '0';
+        assert_int_equal(checkpoint_verify(&c, NULL, problem, sizeof problem), -EUCLEAN);
+        assert_non_null(strstr(problem, "checksum"));
+}
+
+/* A file that is not SQLite, or a damaged one, is refused at open; it can be moved aside. */
+static void test_not_a_database(void **state) {
+        Fixture *f = *state;
+        _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
+        _cleanup_free_ char *aside = NULL;
+        char wal[160];
+        FILE *file;
+
+        file = fopen(f->path, "we");
+        assert_non_null(file);
+        for (int i = 0; i < 512; i++)
+                fputs("garbage!", file);
+        fclose(file);
+
+        assert_int_equal(server_store_open(&db, f->path), -EUCLEAN);
+        assert_null(db);
+        /* A -wal beside it goes along (SQLite itself dropped this invalid one at open). */
+        snprintf(wal, sizeof wal, "%s-wal", f->path);
+        file = fopen(wal, "we");
+        assert_non_null(file);
+        fputs("stale", file);
+        fclose(file);
+        assert_int_equal(store_move_aside(f->path, &aside), 0);
+        assert_non_null(strstr(aside, ".corrupt-"));
+        assert_int_equal(access(f->path, F_OK), -1);
+        assert_int_equal(access(wal, F_OK), -1);
+        assert_int_equal(access(aside, F_OK), 0);
+        snprintf(wal, sizeof wal, "%s-wal", aside);
+        assert_int_equal(access(wal, F_OK), 0);
+
+        assert_int_equal(server_store_open(&db, f->path), 0);
+        save(db, 1, 3);
+}
+
+/* A database whose pages are damaged fails quick_check. */
+static void test_damaged_database(void **state) {
+        Fixture *f = *state;
+        sqlite3 *db = NULL;
+        uint8_t page[4096];
+        FILE *file;
+        long size;
+
+        assert_int_equal(server_store_open(&db, f->path), 0);
+        for (uint32_t i = 1; i <= 3; i++)
+                save(db, i, 3);
+        assert_int_equal(store_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)"), 0);
+        sqlite3_close_v2(db);
+        db = NULL;
+
+        /* Overwrite every page after the first with garbage: the schema is readable, the tree is not. */
+        file = fopen(f->path, "r+e");
+        assert_non_null(file);
+        assert_int_equal(fseek(file, 0, SEEK_END), 0);
+        size = ftell(file);
+        assert_true(size > 4096);
+        memset(page, 0x5a, sizeof page);
+        assert_int_equal(fseek(file, 4096, SEEK_SET), 0);
+        for (long off = 4096; off < size; off += 4096)
+                assert_int_equal(fwrite(page, 1, sizeof page, file), sizeof page);
+        fclose(file);
+
+        assert_int_equal(server_store_open(&db, f->path), -EUCLEAN);
+        assert_null(db);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_name),
@@ -194,6 +359,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_new_job, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_replace_and_reopen, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fallback, setup, teardown),
+                cmocka_unit_test(test_verify),
+                cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_damaged_database, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

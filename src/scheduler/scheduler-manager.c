@@ -404,9 +404,19 @@ int manager_start(Manager *m) {
         r = manager_lock_state_dir(m, dir);
         if (r < 0)
                 return r;
-        if (asprintf(&m->db_path, "%s/scheduler.db", dir) < 0)
+        r = conf_scheduler_db_path(m->config, &m->db_path);
+        if (r < 0)
                 return log_oom();
+        r = mkdir_parents(m->db_path, 0755);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the directory of %s: %m", m->db_path);
         r = scheduler_store_open(&m->db, m->db_path);
+        if (r == -EUCLEAN)
+                /* Nothing is deleted for the operator: the registry in it may still be wanted. */
+                return log_error_errno(r, "The scheduler database %s is damaged or not an SQLite database; refusing "
+                                       "to start. Move it away (with its -wal and -shm files, e.g. mv %s %s.damaged) "
+                                       "and start fl-schedulerd again: it then starts a new registry and the "
+                                       "servers register anew.", m->db_path, m->db_path, m->db_path);
         if (r < 0)
                 return log_error_errno(r, "Failed to open the scheduler database %s: %m", m->db_path);
         r = manager_load(m);
@@ -446,9 +456,9 @@ int manager_start(Manager *m) {
                 return r;
 
         log_struct(LOG_INFO, FIELDS("FL_ROLE=SCHEDULER"),
-                   "Scheduler started successfully: servers on %s:%u, REST on port %u, server_num=%u, node_timeout=%us, state in %s.",
+                   "Scheduler started successfully: servers on %s:%u, REST on port %u, server_num=%u, node_timeout=%us, state in %s, database %s.",
                    m->config->scheduler_ip, m->config->scheduler_port, m->config->scheduler_manage_port,
-                   m->registry.server_num, m->config->node_timeout, dir);
+                   m->registry.server_num, m->config->node_timeout, dir, m->db_path);
         (void) sd_notify(false, "READY=1");
         manager_notify_status(m);
         return 0;

@@ -7,6 +7,7 @@
 #include "server-manager.h"
 #include "server-model.h"
 #include "server-store.h"
+#include "store.h"
 #include "util.h"
 
 void server_model_done(ServerModel *sm) {
@@ -47,29 +48,50 @@ int server_model_set(ServerModel *sm, Model *model, uint32_t iteration, uint8_t 
 static int load_from_store(Manager *m, bool *ret_found) {
         _cleanup_(checkpoint_done) Checkpoint c = {};
         _cleanup_(model_freep) Model *model = NULL;
-        char checksum[MODEL_CHECKSUM_STRING_MAX];
         int r;
 
         *ret_found = false;
-        r = server_store_load_newest(m->store, &c);
+        /* A damaged checkpoint is passed over (with a warning): an older one, else --model_path, else a peer. */
+        r = server_store_load_newest_good(m->store, m->store_path, &c, &model);
         if (r < 0)
-                return log_error_errno(r, "Failed to read the newest checkpoint from %s: %m", m->store_path);
+                return log_error_errno(r, "Failed to read the checkpoints from %s: %m", m->store_path);
         if (r == 0)
                 return 0;
-
-        r = fl_model_decode(c.model, c.size, &model);
-        if (r < 0)
-                return log_error_errno(r, "The checkpoint of iteration %u in %s is not a model: %m", c.iteration,
-                                       m->store_path);
-        model_checksum_string(model, checksum);
-        if (!streq(checksum, c.checksum))
-                return log_error_errno(-EUCLEAN, "The checkpoint of iteration %u in %s is damaged (checksum %s, "
-                                       "stored %s).", c.iteration, m->store_path, checksum, c.checksum);
 
         r = server_model_set(&m->model, TAKE_PTR(model), c.iteration, TAKE_PTR(c.model), c.size);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the model of iteration %u: %m", c.iteration);
         *ret_found = true;
+        return 0;
+}
+
+/* A database that is not SQLite or fails its integrity check is moved aside and
+ * replaced by a fresh one: the model then comes from --model_path or a peer. */
+static int open_store(Manager *m) {
+        _cleanup_free_ char *aside = NULL;
+        int r;
+
+        r = mkdir_parents(m->store_path, 0755);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the directory of %s: %m", m->store_path);
+        r = server_store_open(&m->store, m->store_path);
+        if (r != -EUCLEAN) {
+                if (r < 0)
+                        return log_error_errno(r, "Failed to open the server database %s: %m", m->store_path);
+                return 0;
+        }
+
+        r = store_move_aside(m->store_path, &aside);
+        if (r < 0)
+                return log_error_errno(r, "The server database %s is damaged or not an SQLite database, and moving "
+                                       "it aside failed: %m. Move it away and start fl-serverd again.",
+                                       m->store_path);
+        log_struct(LOG_ERR, FIELDS("FL_ROLE=SERVER"),
+                   "The server database %s is damaged or not an SQLite database: moved it to %s and starting with a "
+                   "fresh one (the model comes from --model_path or from a peer).", m->store_path, aside);
+        r = server_store_open(&m->store, m->store_path);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create a fresh server database %s: %m", m->store_path);
         return 0;
 }
 
@@ -85,20 +107,15 @@ static void warn_if_bodies_too_small(Manager *m) {
 
 int manager_load_model(Manager *m) {
         const FlConfig *c = m->config;
-        const char *state_dir = conf_state_dir(c);
-        char name[SERVER_STORE_NAME_MAX];
         bool found;
         int r;
 
-        r = mkdir_p(state_dir, 0755);
+        r = conf_server_db_path(c, m->port, &m->store_path);
         if (r < 0)
-                return log_error_errno(r, "Failed to create the state directory %s: %m", state_dir);
-        server_store_name(name, m->port);
-        if (asprintf(&m->store_path, "%s/%s", state_dir, name) < 0)
                 return log_oom();
-        r = server_store_open(&m->store, m->store_path);
+        r = open_store(m);
         if (r < 0)
-                return log_error_errno(r, "Failed to open the server database %s: %m", m->store_path);
+                return r;
 
         r = load_from_store(m, &found);
         if (r < 0)

@@ -414,6 +414,7 @@ int rounds_get_model_file(HttpRequest *req, void *userdata) {
         _cleanup_(checkpoint_done) Checkpoint c = {};
         Manager *m = userdata;
         const char *q = http_request_query(req, "iteration");
+        char problem[160];
         uint32_t iteration;
         int r;
 
@@ -436,5 +437,12 @@ int rounds_get_model_file(HttpRequest *req, void *userdata) {
         if (r == 0)
                 return http_reply_error(req, 404, "This server holds no model of iteration %u (its newest is "
                                         "iteration %u).", iteration, m->model.iteration);
+        r = checkpoint_verify(&c, NULL, problem, sizeof problem);
+        if (r < 0) {
+                /* Never serve garbage: a peer syncing from here asks another. */
+                log_warning("The checkpoint of iteration %u in %s is damaged (%s); not serving it.", iteration,
+                            m->store_path, r == -EUCLEAN ? problem : strerror(-r));
+                return http_reply_error(req, 500, "The checkpoint of iteration %u is damaged.", iteration);
+        }
         return http_reply(req, 200, FL_CONTENT_TYPE, c.model, c.size);
 }

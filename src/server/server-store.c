@@ -2,6 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "fl-model-io.h"
+#include "log.h"
 #include "server-store.h"
 #include "store.h"
 #include "util.h"
@@ -194,5 +196,64 @@ int server_store_list_checkpoints(sqlite3 *db, uint32_t **ret, size_t *ret_n) {
 
         *ret = TAKE_PTR(list);
         *ret_n = n;
+        return 0;
+}
+
+int checkpoint_verify(const Checkpoint *c, Model **ret_model, char *problem, size_t size) {
+        _cleanup_(model_freep) Model *model = NULL;
+        char checksum[MODEL_CHECKSUM_STRING_MAX];
+        int r;
+
+        r = fl_model_decode(c->model, c->size, &model);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                snprintf(problem, size, "its %zu bytes are not a model", c->size);
+                return -EUCLEAN;
+        }
+        model_checksum_string(model, checksum);
+        if (!streq(checksum, c->checksum)) {
+                snprintf(problem, size, "checksum %s, stored %s", checksum, c->checksum);
+                return -EUCLEAN;
+        }
+        if (ret_model)
+                *ret_model = TAKE_PTR(model);
+        return 0;
+}
+
+int server_store_load_newest_good(sqlite3 *db, const char *path, Checkpoint *ret, Model **ret_model) {
+        _cleanup_free_ uint32_t *list = NULL;
+        size_t n = 0;
+        int r;
+
+        r = server_store_list_checkpoints(db, &list, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_(checkpoint_done) Checkpoint c = {};
+                _cleanup_(model_freep) Model *model = NULL;
+                char problem[160];
+
+                r = server_store_load_checkpoint(db, list[i], &c);
+                if (r == 0)
+                        continue;       /* gone meanwhile */
+                if (r == -EUCLEAN)
+                        snprintf(problem, sizeof problem, "its row is damaged");
+                else if (r < 0)
+                        return r;
+                else
+                        r = checkpoint_verify(&c, &model, problem, sizeof problem);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        log_warning("The checkpoint of iteration %u in %s is damaged (%s)%s.", list[i], path, problem,
+                                    i + 1 < n ? "; falling back to the next older one" : "; it was the oldest");
+                        continue;
+                }
+                *ret = c;
+                c = (Checkpoint) {};
+                *ret_model = TAKE_PTR(model);
+                return 1;
+        }
         return 0;
 }

@@ -8,7 +8,8 @@
 #include "model.h"
 
 /* The server's database, one per server: server-<port>.db in the state
- * directory. It holds the model checkpoints: the model each finished
+ * directory, or <stem>-<port><ext> from the configuration file's recovery
+ * section (conf_server_db_path()). It holds the model checkpoints: the model each finished
  * iteration produced, as FeatureMapList bytes, the newest `checkpoint_keep`
  * of them. A checkpoint is committed (synchronous=FULL) before the server
  * tells the scheduler it holds the model. The schema moves by migrations,
@@ -44,5 +45,14 @@ int server_store_rollback(sqlite3 *db, uint32_t drop, uint32_t iteration, const 
 /* 1 and the checkpoint, or 0 when there is none (of that iteration). */
 int server_store_load_newest(sqlite3 *db, Checkpoint *ret);
 int server_store_load_checkpoint(sqlite3 *db, uint32_t iteration, Checkpoint *ret);
+/* Whether a checkpoint's bytes decode into a model whose checksum is the stored
+ * one: 0 and the model (when ret_model), else -EUCLEAN with what is wrong in
+ * problem, or -ENOMEM. */
+int checkpoint_verify(const Checkpoint *c, Model **ret_model, char *problem, size_t size);
+/* The newest checkpoint that passes checkpoint_verify(): 1, it and its decoded
+ * model; 0 when none does. Each damaged one passed over is logged as a warning
+ * naming its iteration (and path, the database's name in the messages); it is
+ * left in place, for the operator, until a newer model replaces it. */
+int server_store_load_newest_good(sqlite3 *db, const char *path, Checkpoint *ret, Model **ret_model);
 /* The iterations held, last written first (malloc()ed; NULL when none). */
 int server_store_list_checkpoints(sqlite3 *db, uint32_t **ret, size_t *ret_n);

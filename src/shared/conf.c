@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <getopt.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <math.h>
@@ -99,6 +100,8 @@ void conf_done(FlConfig *c) {
                         free(*p);
                         *p = NULL;
                 }
+        c->recovery_file_path = mfree(c->recovery_file_path);
+        c->scheduler_storage_file_path = mfree(c->scheduler_storage_file_path);
 }
 
 /* The setters say what is wrong in error (no logging): the command line and
@@ -204,11 +207,131 @@ int conf_apply_json_text(FlConfig *c, const char *text, const char *origin) {
                 return log_error_errno(-EINVAL, "Failed to parse %s: the top level must be a JSON object.", origin);
 
         json_object_object_foreach(root, key, value) {
-                r = conf_apply_json_value(c, key, value, error, sizeof error);
+                if (streq(key, "recovery"))
+                        r = conf_apply_recovery(c, value, error, sizeof error);
+                else
+                        r = conf_apply_json_value(c, key, value, error, sizeof error);
                 if (r < 0)
                         return log_error_errno(r, "%s: %s", origin, error);
         }
         return 0;
+}
+
+static bool path_names_directory(const char *s) {
+        size_t n = strlen(s);
+        const char *base = strrchr(s, '/') + 1;
+
+        return n == 0 || s[n - 1] == '/' || streq(base, ".") || streq(base, "..");
+}
+
+/* A database path: absolute, and naming a file rather than a directory. */
+static int recovery_path_check(const char *key, json_object *value, char *error, size_t size) {
+        const char *s;
+
+        if (!json_object_is_type(value, json_type_string))
+                return REFUSE(-EINVAL, "The value of recovery.%s must be a string.", key);
+        s = json_object_get_string(value);
+        if (isempty(s))
+                return REFUSE(-EINVAL, "Invalid value for recovery.%s: must not be empty.", key);
+        if (s[0] != '/')
+                return REFUSE(-EINVAL, "Invalid value for recovery.%s: '%s' is not an absolute path.", key, s);
+        if (path_names_directory(s))
+                return REFUSE(-EINVAL, "Invalid value for recovery.%s: '%s' names a directory, not a file.", key, s);
+        if (strlen(s) >= PATH_MAX - 16)
+                return REFUSE(-EINVAL, "Invalid value for recovery.%s: the path is too long.", key);
+        return 0;
+}
+
+int conf_apply_recovery(FlConfig *c, json_object *section, char *error, size_t size) {
+        const char *file = NULL, *file_key = NULL, *scheduler = NULL;
+        _cleanup_free_ char *file_copy = NULL, *scheduler_copy = NULL;
+        int64_t type = CONF_RECOVERY_STORAGE_FILE;
+        int r;
+
+        if (!json_object_is_type(section, json_type_object))
+                return REFUSE(-EINVAL, "The value of recovery must be a JSON object.");
+
+        json_object_object_foreach(section, key, value) {
+                if (streq(key, "storage_type")) {
+                        if (!json_object_is_type(value, json_type_int))
+                                return REFUSE(-EINVAL, "The value of recovery.storage_type must be an integer.");
+                        type = json_object_get_int64(value);
+                        if (type != CONF_RECOVERY_STORAGE_FILE)
+                                return REFUSE(-EINVAL, "Invalid value for recovery.storage_type: %" PRIi64
+                                              " (only 1, a file, is supported).", type);
+                } else if (streq(key, "storge_file_path") || streq(key, "storage_file_path")) {
+                        r = recovery_path_check(key, value, error, size);
+                        if (r < 0)
+                                return r;
+                        /* MindSpore's guide spells it storge_, its code storage_: either, but not two files. */
+                        if (file && !streq(file, json_object_get_string(value)))
+                                return REFUSE(-EINVAL, "recovery.%s and recovery.%s name different files "
+                                              "('%s', '%s'): give one of them.", file_key, key, file,
+                                              json_object_get_string(value));
+                        file = json_object_get_string(value);
+                        file_key = key;
+                } else if (streq(key, "scheduler_storage_file_path")) {
+                        r = recovery_path_check(key, value, error, size);
+                        if (r < 0)
+                                return r;
+                        scheduler = json_object_get_string(value);
+                } else
+                        return REFUSE(-ENOENT, "Unknown key '%s' in recovery (known: storage_type, storge_file_path, "
+                                      "storage_file_path, scheduler_storage_file_path).", key);
+        }
+
+        if (file) {
+                file_copy = strdup(file);
+                if (!file_copy)
+                        return REFUSE(-ENOMEM, "Out of memory.");
+        }
+        if (scheduler) {
+                scheduler_copy = strdup(scheduler);
+                if (!scheduler_copy)
+                        return REFUSE(-ENOMEM, "Out of memory.");
+        }
+        c->recovery_storage_type = (uint32_t) type;
+        free(c->recovery_file_path);
+        c->recovery_file_path = TAKE_PTR(file_copy);
+        free(c->scheduler_storage_file_path);
+        c->scheduler_storage_file_path = TAKE_PTR(scheduler_copy);
+        return 0;
+}
+
+int conf_path_with_port(const char *path, uint16_t port, char **ret) {
+        const char *base, *dot;
+        int k;
+
+        if (isempty(path))
+                return -EINVAL;
+        base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        if (isempty(base))
+                return -EINVAL;
+        dot = strrchr(base, '.');
+        if (!dot || dot == base)
+                dot = base + strlen(base);
+        k = asprintf(ret, "%.*s-%u%s", (int) (dot - path), path, port, dot);
+        return k < 0 ? -ENOMEM : 0;
+}
+
+int conf_scheduler_db_path(const FlConfig *c, char **ret) {
+        char *p;
+
+        if (c->scheduler_storage_file_path)
+                p = strdup(c->scheduler_storage_file_path);
+        else if (asprintf(&p, "%s/scheduler.db", conf_state_dir(c)) < 0)
+                p = NULL;
+        if (!p)
+                return -ENOMEM;
+        *ret = p;
+        return 0;
+}
+
+int conf_server_db_path(const FlConfig *c, uint16_t port, char **ret) {
+        if (c->recovery_file_path)
+                return conf_path_with_port(c->recovery_file_path, port, ret);
+        return asprintf(ret, "%s/server-%u.db", conf_state_dir(c), port) < 0 ? -ENOMEM : 0;
 }
 
 int conf_load_file(FlConfig *c, const char *path) {

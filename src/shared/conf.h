@@ -50,6 +50,12 @@ typedef struct FlConfig {
         char *model_path;
         uint32_t checkpoint_keep;
         uint32_t max_request_size_mb;
+
+        /* The file's "recovery" section (MindSpore's; not command-line options):
+         * where the databases are. Without it, the state directory. */
+        uint32_t recovery_storage_type;         /* 0: no section, 1: an SQLite file */
+        char *recovery_file_path;               /* storge_file_path (or storage_file_path): the servers' */
+        char *scheduler_storage_file_path;      /* the scheduler's */
 } FlConfig;
 
 #define DEFAULT_SCHEDULER_PORT 6667
@@ -86,6 +92,24 @@ void conf_help(FILE *f, ConfRole role, const char *program, const char *summary)
 /* The state directory: --state_dir, else $STATE_DIRECTORY (first entry), else
  * the compiled-in default. */
 const char *conf_state_dir(const FlConfig *c);
+
+/* The recovery section's storage_type for an SQLite file, the only one. */
+#define CONF_RECOVERY_STORAGE_FILE 1
+
+/* Sets the recovery section from its JSON object (the value of "recovery");
+ * on refusal a message naming the key is put in error. */
+int conf_apply_recovery(FlConfig *c, json_object *section, char *error, size_t size);
+
+/* The scheduler's database: recovery.scheduler_storage_file_path, else
+ * <state dir>/scheduler.db. */
+int conf_scheduler_db_path(const FlConfig *c, char **ret);
+/* A server's database: the recovery file with the port before its extension
+ * (/d/recovery.db, 6668 -> /d/recovery-6668.db), so that the servers of one
+ * host sharing one file keep one database each; else <state dir>/server-<port>.db. */
+int conf_server_db_path(const FlConfig *c, uint16_t port, char **ret);
+/* <dir>/<stem>-<port><ext>: the extension is the last dot of the file name
+ * and what follows, unless the name starts with it. */
+int conf_path_with_port(const char *path, uint16_t port, char **ret);
 
 /* Heartbeats go out often enough that node_timeout spans three of them. */
 uint64_t conf_heartbeat_usec(const FlConfig *c);

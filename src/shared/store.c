@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "store.h"
@@ -107,11 +109,59 @@ static int store_migrate(sqlite3 *db, const char *const *migrations, size_t n) {
         return 0;
 }
 
+int store_quick_check(sqlite3 *db, char **ret_problem) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        const char *text;
+        int rc, r;
+
+        if (ret_problem)
+                *ret_problem = NULL;
+        r = store_prepare(db, &st, "PRAGMA quick_check(1)");
+        if (r < 0)
+                rc = sqlite3_errcode(db);
+        else
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW) {
+                /* Not a database at all, or too damaged to even be checked. */
+                if (ret_problem)
+                        *ret_problem = strdup(sqlite3_errmsg(db));
+                r = store_errno(rc);
+                return r < 0 ? r : -EIO;
+        }
+        text = (const char *) sqlite3_column_text(st, 0);
+        if (text && streq(text, "ok"))
+                return 0;
+        if (ret_problem)
+                *ret_problem = strdup(strna(text));
+        return -EUCLEAN;
+}
+
+int store_move_aside(const char *path, char **ret_new_path) {
+        static const char *const suffixes[] = { "", "-wal", "-shm" };
+        _cleanup_free_ char *target = NULL;
+
+        if (asprintf(&target, "%s.corrupt-%llu", path, (unsigned long long) time(NULL)) < 0)
+                return -ENOMEM;
+        /* The database first: its -wal must not be replayed into a fresh one, so it goes along. */
+        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
+                _cleanup_free_ char *from = NULL, *to = NULL;
+
+                if (asprintf(&from, "%s%s", path, suffixes[i]) < 0 || asprintf(&to, "%s%s", target, suffixes[i]) < 0)
+                        return -ENOMEM;
+                if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) < 0 && (errno != ENOENT || i == 0))
+                        return -errno;
+        }
+        if (ret_new_path)
+                *ret_new_path = TAKE_PTR(target);
+        return 0;
+}
+
 static const char meta_schema[] =
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
 
 int store_open(sqlite3 **ret, const char *path, const char *const *migrations, size_t n_migrations) {
         _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
+        _cleanup_free_ char *problem = NULL;
         int rc, r;
 
         rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -119,10 +169,21 @@ int store_open(sqlite3 **ret, const char *path, const char *const *migrations, s
                 return store_errno(rc);
         sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
         sqlite3_extended_result_codes(db, 1);
+        /* Until the file passed its check, closing must not write a -wal into it: a damaged file is
+         * the operator's evidence, and is moved aside as it is. */
+        (void) sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 
+        /* The first read: a file that is not SQLite fails here (SQLITE_NOTADB, -EUCLEAN). */
         r = store_exec(db, "PRAGMA journal_mode = WAL");
         if (r < 0)
                 return r;
+        r = store_quick_check(db, &problem);
+        if (r < 0) {
+                if (r == -EUCLEAN)
+                        log_warning("The integrity check of %s failed: %s", path, strna(problem));
+                return r;
+        }
+        (void) sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
         r = store_exec(db, "PRAGMA synchronous = FULL");
         if (r < 0)
                 return r;

@@ -23,8 +23,19 @@ static inline void sqlite3_closep(sqlite3 **db) {
 /* Converts an SQLite result code into a negative errno. */
 int store_errno(int rc);
 
-/* migrations[i] moves the schema from version i to i+1. */
+/* migrations[i] moves the schema from version i to i+1. The file's integrity
+ * is checked first (PRAGMA quick_check): -EUCLEAN when it is not an SQLite
+ * database or is damaged (what SQLite found is logged as a warning). */
 int store_open(sqlite3 **ret, const char *path, const char *const *migrations, size_t n_migrations);
+
+/* PRAGMA quick_check: 0 when sound, else a negative errno (-EUCLEAN: damaged
+ * or not a database) and what SQLite says in *ret_problem (malloc()ed). */
+int store_quick_check(sqlite3 *db, char **ret_problem);
+
+/* Renames a damaged database, with its -wal and -shm files, to
+ * <path>.corrupt-<unix time>, so that a fresh one can be created in its place
+ * and nothing is lost for the operator. The new name in *ret_new_path. */
+int store_move_aside(const char *path, char **ret_new_path);
 
 int store_exec(sqlite3 *db, const char *sql);
 int store_prepare(sqlite3 *db, sqlite3_stmt **ret, const char *sql);

@@ -165,6 +165,19 @@ int mkdir_p(const char *path, mode_t mode) {
         return 0;
 }
 
+int mkdir_parents(const char *path, mode_t mode) {
+        _cleanup_free_ char *p = strdup(path);
+        char *slash;
+
+        if (!p)
+                return -ENOMEM;
+        slash = strrchr(p, '/');
+        if (!slash || slash == p)
+                return 0;
+        *slash = '\0';
+        return mkdir_p(p, mode);
+}
+
 int read_full_file(const char *path, char **ret, size_t *ret_size, size_t max_size) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *buf = NULL;

@@ -32,6 +32,8 @@ bool node_id_is_valid(const char *s);
 bool fl_id_is_valid(const char *fl_id);
 
 int mkdir_p(const char *path, mode_t mode);
+/* mkdir_p() of the directory a file path is in. */
+int mkdir_parents(const char *path, mode_t mode);
 int read_full_file(const char *path, char **ret, size_t *ret_size, size_t max_size);
 /* Writes atomically: a temporary file beside it, fsync, rename. */
 int write_file_atomic(const char *path, const char *contents);
