@@ -131,7 +131,9 @@ void scale_check(Manager *m) {
         for (uint32_t rank = 0; rank < m->registry.server_num; rank++) {
                 Node *n = registry_find_rank(&m->registry, rank);
 
-                if (!n || !n->alive || !n->link || !node_in_sync(m, n))
+                /* While no server reported a model there is none to fetch: then
+                 * being registered is all a new server can do. */
+                if (!n || !n->alive || !n->link || (!node_in_sync(m, n) && !isempty(m->model_checksum)))
                         return;
         }
         log_notice("Scale-out to %u servers complete in %.1fs: every server is registered and holds the model.",

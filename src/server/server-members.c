@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdio.h>
 #include <string.h>
 
 #include "json-util.h"
@@ -94,11 +95,14 @@ const ServerMember *server_members_find(const ServerMembers *v, const char *node
 }
 
 void server_members_log_changes(const ServerMembers *old, const ServerMembers *new) {
-        if (old->cluster_state != new->cluster_state)
-                log_info("Cluster state %s -> %s (%zu of %u servers alive).",
-                         strna(cluster_state_to_string(old->cluster_state)),
-                         cluster_state_to_string(new->cluster_state), server_members_alive(new), new->server_num);
-        else if (old->server_num != new->server_num)
+        if (old->cluster_state != new->cluster_state) {
+                char field[64];
+
+                snprintf(field, sizeof field, "FL_CLUSTER_STATE=%s", cluster_state_to_string(new->cluster_state));
+                log_struct(LOG_INFO, FIELDS(field), "Cluster state %s -> %s (%zu of %u servers alive).",
+                           strna(cluster_state_to_string(old->cluster_state)),
+                           cluster_state_to_string(new->cluster_state), server_members_alive(new), new->server_num);
+        } else if (old->server_num != new->server_num)
                 log_info("The cluster now has %u servers (was %u).", new->server_num, old->server_num);
 
         /* The first view lists everyone: worth a debug line each, not more. */
