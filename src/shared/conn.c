@@ -351,24 +351,8 @@ void conn_close_after_flush(Conn *c) {
         (void) conn_update_events(c);
 }
 
-bool conn_is_connected(const Conn *c) {
-        return c && !c->closed && !c->connecting;
-}
-
-int conn_fd(const Conn *c) {
-        return c->fd;
-}
-
 const char *conn_peer(const Conn *c) {
         return c->peer;
-}
-
-void conn_set_userdata(Conn *c, void *userdata) {
-        c->userdata = userdata;
-}
-
-void *conn_get_userdata(const Conn *c) {
-        return c->userdata;
 }
 
 void conn_set_idle_timeout(Conn *c, uint64_t idle_usec) {

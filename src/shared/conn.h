@@ -37,9 +37,5 @@ void conn_close(Conn *c);
 /* Flushes what is queued, then closes (on_close called with 0). */
 void conn_close_after_flush(Conn *c);
 
-bool conn_is_connected(const Conn *c);
-int conn_fd(const Conn *c);
 const char *conn_peer(const Conn *c);
-void conn_set_userdata(Conn *c, void *userdata);
-void *conn_get_userdata(const Conn *c);
 void conn_set_idle_timeout(Conn *c, uint64_t idle_usec);
