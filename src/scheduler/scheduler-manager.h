@@ -17,6 +17,8 @@
 /* The scheduler's Manager owns the one event loop and everything on it: the
  * TCP listener and the links of the servers, the REST port, the D-Bus
  * connection, the registry and its database. */
+typedef struct Ledger Ledger;
+
 typedef struct RingEntry {
         char node_id[NODE_ID_MAX];
         uint32_t rank;
@@ -47,6 +49,7 @@ typedef struct Manager {
         bool has_pending_job;
         bool fl_disabled;               /* disableFLS */
         Iteration iteration;
+        Ledger *ledger;                 /* its durable record (scheduler-ledger.c) */
         sd_event_source *iteration_timer;
         /* A running aggregation: the ring, who has answered, with what. */
         RingEntry *ring;
@@ -113,6 +116,22 @@ void training_on_node_lost(Manager *m, Node *n);
 void training_on_enabled(Manager *m);
 /* Starts a staged new instance now if the job is between iterations. */
 void training_apply_pending(Manager *m);
+
+/* Called after each group commit: starts an aggregation the last commit
+ * made due. */
+void training_after_commit(Manager *m);
+
+/* scheduler-ledger.c */
+int ledger_setup(Manager *m);
+void ledger_done(Manager *m);
+void ledger_iteration_began(Manager *m);
+void ledger_windows_changed(Manager *m);
+/* Queues reply (a reference is taken) to l's server until the admission of
+ * fl_id (NULL: nothing changed) is committed. */
+int ledger_record(Manager *m, const char *fl_id, Link *l, uint8_t type, json_object *reply);
+/* Fills it (number already set) from the database; *ret_found false when
+ * nothing of that iteration is stored. */
+int ledger_load(Manager *m, Iteration *it, bool *ret_found);
 
 /* scheduler-instance.c */
 int job_apply_json(Job *job, const Job *base, json_object *o, bool only_instance_keys, char *error, size_t size);

@@ -14,6 +14,11 @@ static const char *const migrations[] = {
         "  pid INTEGER NOT NULL,"
         "  alive INTEGER NOT NULL)",
         "ALTER TABLE nodes ADD COLUMN peer_port INTEGER NOT NULL DEFAULT 0",
+        /* The devices of the running iteration (scheduler-ledger.c). */
+        "CREATE TABLE admissions ("
+        "  fl_id TEXT PRIMARY KEY,"
+        "  data_size INTEGER NOT NULL CHECK (data_size >= 1),"
+        "  updated INTEGER NOT NULL)",
 };
 
 int scheduler_store_open(sqlite3 **ret, const char *path) {

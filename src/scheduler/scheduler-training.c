@@ -106,6 +106,7 @@ static void training_next(Manager *m, uint32_t abandoned) {
                               m->job.fl_name, done);
         } else
                 iteration_begin(&m->iteration, &m->job, done + 1, now_msec_realtime());
+        ledger_iteration_began(m);
 
         (void) training_save(m);
         training_arm_timer(m);
@@ -153,6 +154,9 @@ int training_setup(Manager *m) {
         r = instance_setup(m);
         if (r < 0)
                 return r;
+        r = ledger_setup(m);
+        if (r < 0)
+                return r;
 
         r = sd_event_add_time(m->event, &m->iteration_timer, CLOCK_REALTIME, UINT64_MAX, 0,
                               training_on_iteration_timer, m);
@@ -179,8 +183,9 @@ int training_setup(Manager *m) {
                         (void) safe_atou32(model_iteration, &m->model_iteration);
         }
 
-        /* A restarted scheduler resumes at its iteration. Admissions of an unfinished
-         * iteration are not kept yet: it starts over with fresh windows. */
+        /* A restarted scheduler resumes at its iteration, with its devices, counts
+         * and windows (scheduler-ledger.c). An aggregation that was running is
+         * asked for again once the servers are back. */
         r = store_meta_get(m->db, "iteration", &number);
         if (r >= 0)
                 r = store_meta_get(m->db, "iteration_phase", &phase);
@@ -194,14 +199,27 @@ int training_setup(Manager *m) {
                 iteration_finish_job(&m->iteration);
                 log_notice("The training job %s already finished (iteration %u).", m->job.fl_name, n);
         } else {
+                bool found;
+
                 iteration_begin(&m->iteration, &m->job, n, now_msec_realtime());
-                log_notice("Resuming the training job %s at iteration %u.", m->job.fl_name, n);
+                r = ledger_load(m, &m->iteration, &found);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to read iteration %u from %s: %m", n, m->db_path);
+                if (found)
+                        log_notice("Resuming the training job %s in iteration %u: %zu devices admitted, %u updates counted, "
+                                   "its windows as they were.", m->job.fl_name, n, m->iteration.admissions.n_entries,
+                                   m->iteration.n_updated);
+                else {
+                        ledger_iteration_began(m);
+                        log_notice("Resuming the training job %s at iteration %u.", m->job.fl_name, n);
+                }
         }
         training_arm_timer(m);
         return 0;
 }
 
 void training_done(Manager *m) {
+        ledger_done(m);
         iteration_done(&m->iteration);
         m->ring = mfree(m->ring);
         m->iteration_timer = sd_event_source_disable_unref(m->iteration_timer);
@@ -209,9 +227,15 @@ void training_done(Manager *m) {
 }
 
 void training_on_state(Manager *m) {
-        if (m->state != CLUSTER_READY || m->iteration.number != 0)
+        if (m->state != CLUSTER_READY)
                 return;
+        if (m->iteration.number != 0) {
+                /* Resumed with enough updates in: ask for the aggregation now. */
+                training_after_commit(m);
+                return;
+        }
         iteration_begin(&m->iteration, &m->job, 1, now_msec_realtime());
+        ledger_iteration_began(m);
         log_iteration(LOG_NOTICE, 1, "The training job %s starts: %u iterations, %u devices per iteration, %u updates end one.",
                       m->job.fl_name, m->job.fl_iteration_num, m->job.start_fl_job_threshold,
                       job_update_threshold(&m->job));
@@ -233,8 +257,10 @@ static const char *training_gate(Manager *m) {
         return "ok";
 }
 
-static int training_reply(Link *l, uint8_t type, uint32_t req, const char *state, const Verdict *v,
-                          uint32_t iteration, bool with_data_size) {
+/* Every reply goes through the ledger, so that replies leave in request order
+ * and only once what they say is committed. */
+static int training_reply(Manager *m, Link *l, const char *changed_fl_id, uint8_t type, uint32_t req,
+                          const char *state, const Verdict *v, uint32_t iteration, bool with_data_size) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
 
         json_object_object_add(o, "req", json_object_new_int64(req));
@@ -245,7 +271,7 @@ static int training_reply(Link *l, uint8_t type, uint32_t req, const char *state
         json_object_object_add(o, "next_req_time", json_object_new_int64((int64_t) v->next_req_time));
         if (with_data_size)
                 json_object_object_add(o, "data_size", json_object_new_int64(v->data_size));
-        return conn_send_json(l->conn, type, o);
+        return ledger_record(m, changed_fl_id, l, type, o);
 }
 
 int training_handle_admit(Manager *m, Link *l, json_object *msg) {
@@ -260,7 +286,14 @@ int training_handle_admit(Manager *m, Link *l, json_object *msg) {
 
         state = training_gate(m);
         if (streq(state, "ok")) {
+                uint64_t update_deadline = m->iteration.update_deadline_ms;
+
                 r = iteration_admit(&m->iteration, &m->job, fl_id, data_size, now_msec_realtime(), &v);
+                if (m->iteration.update_deadline_ms != update_deadline) {
+                        /* The threshold was reached: the update window opened. */
+                        ledger_windows_changed(m);
+                        training_arm_timer(m);
+                }
                 if (r == -EINVAL) {
                         v.retcode = FL_REQUEST_ERROR;
                         snprintf(v.reason, sizeof v.reason, "The fl_id is empty, too long or not printable.");
@@ -271,7 +304,8 @@ int training_handle_admit(Manager *m, Link *l, json_object *msg) {
                                   fl_id, l->node->rank, m->iteration.admissions.n_entries,
                                   m->job.start_fl_job_threshold);
         }
-        return training_reply(l, WIRE_ADMIT_REPLY, req, state, &v, m->iteration.number, false);
+        return training_reply(m, l, v.retcode == FL_SUCCEED ? fl_id : NULL, WIRE_ADMIT_REPLY, req, state, &v,
+                              m->iteration.number, false);
 }
 
 static void training_aggregate_begin(Manager *m) {
@@ -326,6 +360,11 @@ static void training_aggregate_begin(Manager *m) {
         (void) sd_event_source_set_enabled(m->aggregate_timer, SD_EVENT_ONESHOT);
 }
 
+void training_after_commit(Manager *m) {
+        if (iteration_ready_to_aggregate(&m->iteration, &m->job) && streq(training_gate(m), "ok"))
+                training_aggregate_begin(m);
+}
+
 int training_handle_update(Manager *m, Link *l, json_object *msg) {
         const char *fl_id, *state;
         uint32_t req, iteration;
@@ -345,14 +384,10 @@ int training_handle_update(Manager *m, Link *l, json_object *msg) {
                 } else if (r < 0)
                         return log_error_errno(r, "Failed to count an update: %m");
         }
-        r = training_reply(l, WIRE_UPDATE_REPLY, req, state, &v, m->iteration.number, true);
-        if (r < 0)
-                return r;
-
-        /* After the reply: the server adds the update before it reads the AGGREGATE. */
-        if (v.retcode == FL_SUCCEED && iteration_ready_to_aggregate(&m->iteration, &m->job))
-                training_aggregate_begin(m);
-        return 0;
+        /* The AGGREGATE that ends the iteration follows the commit and the
+         * replies (training_after_commit). */
+        return training_reply(m, l, v.retcode == FL_SUCCEED ? fl_id : NULL, WIRE_UPDATE_REPLY, req, state, &v,
+                              m->iteration.number, true);
 }
 
 /* The ring computed this model: its members hold it, everyone else must fetch it. */
@@ -489,6 +524,7 @@ void training_on_enabled(Manager *m) {
         /* Enabled again: the interrupted iteration starts over with fresh windows
          * and no devices, and the servers drop what they had summed for it. */
         iteration_begin(&m->iteration, &m->job, n, now_msec_realtime());
+        ledger_iteration_began(m);
         log_iteration(LOG_NOTICE, n, "Iteration %u starts over after the job was enabled again.", n);
         (void) training_save(m);
         training_arm_timer(m);
