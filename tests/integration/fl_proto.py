@@ -153,6 +153,20 @@ def fedavg(uploads):
     return out
 
 
+def upload(model, shift, ds):
+    """A device's upload in the tests: its weights (the model shifted by
+    shift) times data_size, each step rounded to float32 as a device does."""
+    return [(n, [f32(f32(v + shift) * ds) for v in vals]) for n, vals in model]
+
+
+def mean(uploads, total):
+    """sum(uploads) / total in doubles, rounded once to float32: the model a
+    server must produce from uploads that were already multiplied by their
+    data sizes, total being the sum of those data sizes."""
+    return [(n, [f32(sum(u[i][1][k] for u in uploads) / total) for k in range(len(vals))])
+            for i, (n, vals) in enumerate(uploads[0])]
+
+
 def scale(model, k):
     """model x k in float32, as a device uploads it (weights x data_size)."""
     return [(n, array.array("f", [v * k for v in vals]).tolist()) for n, vals in model]

@@ -27,16 +27,12 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fl_proto  # noqa: E402
 import harness  # noqa: E402
-from fl_proto import f32  # noqa: E402
+from fl_proto import upload  # noqa: E402
 
 JOB = {"fl_iteration_num": 20, "start_fl_job_threshold": 2, "start_fl_job_time_window": 120000,
        "update_model_time_window": 120000}
 INITIAL = [("w", [0.5 * i - 1 for i in range(6)]), ("b", [1.0, -2.0])]
 GARBAGE = b"this is not an SQLite database\n" * 300
-
-
-def upload(model, shift, ds):
-    return [(n, [f32(f32(v + shift) * ds) for v in vals]) for n, vals in model]
 
 
 def status(url):

@@ -22,6 +22,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fl_proto  # noqa: E402
 import harness  # noqa: E402
+from fl_proto import mean  # noqa: E402
 from fl_proto import DISABLED_TEXT, SAFEMODE_TEXT, f32  # noqa: E402
 
 WINDOW_MS = 6000
@@ -40,11 +41,6 @@ def upload(model, shift, ds):
     """A device's upload: its weights (the model shifted) times data_size."""
     return [(n, [f32(f32(v + shift * (k + 1)) * ds) for k, v in enumerate(vals)]) for n, vals in model]
 
-
-def mean(uploads, total):
-    """sum / total in doubles, rounded once to float32 (sums of two floats are exact)."""
-    return [(n, [f32(sum(u[i][1][k] for u in uploads) / total) for k in range(len(vals))])
-            for i, (n, vals) in enumerate(uploads[0])]
 
 
 def status(url):

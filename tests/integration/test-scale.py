@@ -17,23 +17,13 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fl_proto  # noqa: E402
 import harness  # noqa: E402
-from fl_proto import f32  # noqa: E402
+from fl_proto import mean, upload  # noqa: E402
 
 NODE_TIMEOUT = 3        # the scale-out timeout is 4 x node_timeout = 12 s
 JOB = {"fl_iteration_num": 20, "start_fl_job_threshold": 2, "start_fl_job_time_window": 30000,
        "update_model_time_window": 30000}
 INITIAL = [("w", [0.25 * i - 1 for i in range(8)]), ("b", [0.5, -0.5, 2.0])]
 NAME, PATH = "org.flcluster.Scheduler1", "/org/flcluster/Scheduler1"
-H = {"Content-Type": "application/json"}
-
-
-def upload(model, shift, ds):
-    return [(n, [f32(f32(v + shift) * ds) for v in vals]) for n, vals in model]
-
-
-def fedavg(uploads, total):
-    return [(n, [f32(sum(u[i][1][k] for u in uploads) / total) for k in range(len(vals))])
-            for i, (n, vals) in enumerate(uploads[0])]
 
 
 def post(c, path, body):
@@ -66,7 +56,7 @@ def run_iteration(t, proto, tc, devices, label):
         total += ds
     t.require(harness.wait_until(lambda: tc.state().get("iteration") == number + 1, 20),
               "%s: iteration %d completes" % (label, number), tc.state())
-    return fedavg(ups, total)
+    return mean(ups, total)
 
 
 def models_identical(t, proto, c, want, label):
@@ -141,7 +131,7 @@ def main(t):
     t.check(proto.update_model(u[2], "Lenet", "new-dev", number, up_b).retcode == 200, "the new device updates")
     t.require(harness.wait_until(lambda: tc.state().get("iteration") == number + 1, 20),
               "the iteration completes with the 4-server ring", tc.state())
-    want = fedavg([up_a, up_b], 20)
+    want = mean([up_a, up_b], 20)
     models_identical(t, proto, c, want, "after scale-out")
 
     # ---- scale-in 4 -> 2 removing rank 3 and rank 0, rank 0 holding an acknowledged update
@@ -168,7 +158,7 @@ def main(t):
             sorted(n["node_id"] for n in nodes) == sorted([ids[1], ids[2]]),
             "2 servers remain, ranks made contiguous '0','1'", nodes)
     t.check(tc.state().get("server_num") == 2, "server_num is 2", tc.state())
-    want = fedavg([up_c, up_d], 100)
+    want = mean([up_c, up_d], 100)
     models_identical(t, proto, c, want, "after scale-in (rank 0's acknowledged update included)")
 
     t.check(harness.wait_until(lambda: harness.pid_gone(pids[0]) and harness.pid_gone(pids[3]), 15),

@@ -14,20 +14,11 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fl_proto  # noqa: E402
 import harness  # noqa: E402
-from fl_proto import f32  # noqa: E402
+from fl_proto import mean, upload  # noqa: E402
 
 JOB = {"fl_iteration_num": 3, "start_fl_job_threshold": 3, "start_fl_job_time_window": 60000,
        "update_model_time_window": 60000}
 INITIAL = [("w", [0.5 * i - 1 for i in range(6)]), ("b", [1.0, -2.0])]
-
-
-def upload(model, shift, ds):
-    return [(n, [f32(f32(v + shift) * ds) for v in vals]) for n, vals in model]
-
-
-def fedavg(uploads, total):
-    return [(n, [f32(sum(u[i][1][k] for u in uploads) / total) for k in range(len(vals))])
-            for i, (n, vals) in enumerate(uploads[0])]
 
 
 def main(t):
@@ -60,7 +51,7 @@ def main(t):
     t.check(proto.update_model(u1, "Lenet", "d3", 1, up3).retcode == 200, "d3's update is acknowledged")
     t.require(harness.wait_until(lambda: tc.state().get("iteration") == 2, 20), "iteration 1 completes",
               tc.state())
-    want = fedavg([up1, up2, up3], 100)
+    want = mean([up1, up2, up3], 100)
     for url in (u0, u1):
         st, _, model = proto.fetch_model(url)
         t.check(st == 200 and not fl_proto.compare_models(model, want),

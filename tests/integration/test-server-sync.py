@@ -25,7 +25,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fl_proto  # noqa: E402
 import harness  # noqa: E402
-from fl_proto import f32  # noqa: E402
+from fl_proto import mean, upload  # noqa: E402
 
 # A stopped peer is given up on after 15 s without a byte (HTTP_CLIENT_STALL_SEC):
 # node_timeout must outlast that, or the scheduler would declare it dead first.
@@ -33,15 +33,6 @@ NODE_TIMEOUT = 40
 JOB = {"fl_iteration_num": 20, "start_fl_job_threshold": 2, "start_fl_job_time_window": 120000,
        "update_model_time_window": 120000}
 INITIAL = [("w", [0.5 * i - 1 for i in range(6)]), ("b", [1.0, -2.0])]
-
-
-def upload(model, shift, ds):
-    return [(n, [f32(f32(v + shift) * ds) for v in vals]) for n, vals in model]
-
-
-def fedavg(uploads, total):
-    return [(n, [f32(sum(u[i][1][k] for u in uploads) / total) for k in range(len(vals))])
-            for i, (n, vals) in enumerate(uploads[0])]
 
 
 def nodes_by_rank(c):
@@ -77,7 +68,7 @@ def run_iteration(t, proto, tc, devices, label):
         total += ds
     t.require(harness.wait_until(lambda: tc.state().get("iteration") == number + 1, 30),
               "%s: iteration %d completes" % (label, number), tc.state())
-    return fedavg(ups, total)
+    return mean(ups, total)
 
 
 def models_identical(t, proto, c, want, label):
@@ -169,7 +160,7 @@ def main(t):
     r = proto.update_model(u0, "Lenet", "early", number, up_a)
     t.check(r.retcode == 200, "the leaver still takes the update of the device it admitted before", r)
     t.check(proto.update_model(u1, "Lenet", "staying", number, up_b).retcode == 200, "the staying one too")
-    want = fedavg([up_a, up_b], 20)
+    want = mean([up_a, up_b], 20)
     t.require(c.wait_ready(30), "the scale-in completes", tc.state())
     t.check(leader.wait(15) == 0, "the leaver exits with status 0", leader.tail(5))
     t.check("Scaled in: leaving the cluster." in leader.log(), "and says 'Scaled in: leaving the cluster.'",
