@@ -19,6 +19,10 @@ static const char *const migrations[] = {
         "  fl_id TEXT PRIMARY KEY,"
         "  data_size INTEGER NOT NULL CHECK (data_size >= 1),"
         "  updated INTEGER NOT NULL)",
+        /* Which server holds a counted update, and what it was (exactly-once
+         * across crashes: scheduler-iteration.c). */
+        "ALTER TABLE admissions ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE admissions ADD COLUMN digest TEXT NOT NULL DEFAULT ''",
 };
 
 int scheduler_store_open(sqlite3 **ret, const char *path) {
