@@ -24,6 +24,26 @@ static Job test_job(uint32_t threshold, double ratio) {
         };
 }
 
+static const char *gone_server;
+
+static bool is_gone(const char *node_id, void *userdata) {
+        return gone_server && streq(node_id, gone_server);
+}
+
+/* An update of fl_id with digest, asked for by server. */
+static int update(Iteration *it, const Job *job, const char *fl_id, uint32_t iteration, uint64_t digest,
+                  const char *server, uint64_t now, Verdict *v) {
+        UpdateAsk ask = {
+                .fl_id = fl_id,
+                .iteration = iteration,
+                .digest = digest,
+                .server = server,
+                .server_gone = is_gone,
+        };
+
+        return iteration_update(it, job, &ask, now, v);
+}
+
 static void test_admission_threshold_and_repeats(void **state) {
         Job job = test_job(3, 1.0);
         Iteration it;
@@ -65,19 +85,19 @@ static void test_updates(void **state) {
         for (const char *const *id = (const char *const[]) { "a", "b", "c", NULL }; *id; id++)
                 assert_int_equal(iteration_admit(&it, &job, *id, 100, 1, &v), 0);
 
-        assert_int_equal(iteration_update(&it, &job, "zz", 3, 2, &v), 0);
+        assert_int_equal(update(&it, &job, "zz", 3, 0x1234, "s0", 2, &v), 0);
         assert_int_equal(v.retcode, FL_NOT_SELECTED);
-        assert_int_equal(iteration_update(&it, &job, "a", 2, 2, &v), 0);
+        assert_int_equal(update(&it, &job, "a", 2, 0x1234, "s0", 2, &v), 0);
         assert_int_equal(v.retcode, FL_OUT_OF_TIME);       /* wrong iteration */
 
-        assert_int_equal(iteration_update(&it, &job, "a", 3, 2, &v), 0);
+        assert_int_equal(update(&it, &job, "a", 3, 0x1234, "s0", 2, &v), 0);
         assert_int_equal(v.retcode, FL_SUCCEED);
         assert_int_equal(v.data_size, 100);
-        assert_int_equal(iteration_update(&it, &job, "a", 3, 3, &v), 0);
+        assert_int_equal(update(&it, &job, "a", 3, 0x5678, "s0", 3, &v), 0);
         assert_int_equal(v.retcode, FL_REPEAT_REQUEST);
         assert_false(iteration_ready_to_aggregate(&it, &job));
 
-        assert_int_equal(iteration_update(&it, &job, "b", 3, 4, &v), 0);
+        assert_int_equal(update(&it, &job, "b", 3, 0x1234, "s0", 4, &v), 0);
         assert_int_equal(v.retcode, FL_SUCCEED);
         assert_int_equal(it.n_updated, 2);
         assert_int_equal(it.data_size_updated, 200);
@@ -108,11 +128,11 @@ static void test_windows(void **state) {
         assert_int_equal(iteration_admit(&it, &job, "b", 1, 5200, &v), 0);
         assert_int_equal(iteration_next_deadline(&it), 7200);
         assert_null(iteration_expired(&it, &job, 7000, buf, sizeof buf));   /* start window over, threshold met */
-        assert_int_equal(iteration_update(&it, &job, "a", 2, 7100, &v), 0);
+        assert_int_equal(update(&it, &job, "a", 2, 0x1234, "s0", 7100, &v), 0);
         assert_int_equal(v.retcode, FL_SUCCEED);
         assert_non_null(iteration_expired(&it, &job, 7200, buf, sizeof buf));
         assert_non_null(strstr(buf, "1 of 2 updates"));
-        assert_int_equal(iteration_update(&it, &job, "b", 2, 7200, &v), 0);
+        assert_int_equal(update(&it, &job, "b", 2, 0x1234, "s0", 7200, &v), 0);
         assert_int_equal(v.retcode, FL_OUT_OF_TIME);
 
         /* The global window caps everything, aggregation included. */
@@ -127,6 +147,79 @@ static void test_windows(void **state) {
         iteration_finish_job(&it);
         assert_int_equal(iteration_next_deadline(&it), UINT64_MAX);
         assert_null(iteration_expired(&it, &job, UINT64_MAX - 1, buf, sizeof buf));
+        iteration_done(&it);
+}
+
+static void test_exactly_once(void **state) {
+        Job job = test_job(3, 1.0);
+        Iteration it;
+        Verdict v;
+
+        iteration_init(&it);
+        iteration_begin(&it, &job, 1, 0);
+        for (const char *const *id = (const char *const[]) { "a", "b", "c", NULL }; *id; id++)
+                assert_int_equal(iteration_admit(&it, &job, *id, 10, 1, &v), 0);
+
+        assert_int_equal(update(&it, &job, "a", 1, 0, "s0", 2, &v), -EINVAL);   /* no digest */
+        assert_int_equal(update(&it, &job, "a", 1, 0xa, "s0", 2, &v), 0);
+        assert_true(v.retcode == FL_SUCCEED && v.keep && v.changed);
+
+        /* The same update again at the same server (a retry, a replay): kept, counted once. */
+        assert_int_equal(update(&it, &job, "a", 1, 0xa, "s0", 3, &v), 0);
+        assert_true(v.retcode == FL_SUCCEED && v.keep && !v.changed);
+        assert_int_equal(it.n_updated, 1);
+
+        /* At another server while the holder is up: answered, not kept there. */
+        gone_server = NULL;
+        assert_int_equal(update(&it, &job, "a", 1, 0xa, "s1", 4, &v), 0);
+        assert_true(v.retcode == FL_SUCCEED && !v.keep && !v.changed);
+        assert_int_equal(it.n_updated, 1);
+
+        /* A different update of a counted device: RepeatRequest, from anywhere. */
+        assert_int_equal(update(&it, &job, "a", 1, 0xb, "s1", 5, &v), 0);
+        assert_int_equal(v.retcode, FL_REPEAT_REQUEST);
+
+        /* The holder is down: the other server takes it over, still once. */
+        gone_server = "s0";
+        assert_int_equal(update(&it, &job, "a", 1, 0xa, "s1", 6, &v), 0);
+        assert_true(v.retcode == FL_SUCCEED && v.keep && v.changed);
+        assert_int_equal(it.n_updated, 1);
+        assert_int_equal(it.data_size_updated, 10);
+        /* ... and the old holder, back, is told to drop it. */
+        gone_server = NULL;
+        assert_int_equal(update(&it, &job, "a", 1, 0xa, "s0", 7, &v), 0);
+        assert_true(v.retcode == FL_SUCCEED && !v.keep);
+
+        /* A server that registers again must name its updates; the others are dropped. */
+        assert_int_equal(update(&it, &job, "b", 1, 0xb, "s0", 8, &v), 0);
+        assert_int_equal(update(&it, &job, "c", 1, 0xc, "s0", 8, &v), 0);
+        assert_int_equal(it.n_updated, 3);
+        assert_true(iteration_ready_to_aggregate(&it, &job));
+        iteration_unconfirm(&it, "s0");
+        assert_int_equal(update(&it, &job, "b", 1, 0xb, "s0", 9, &v), 0);
+        assert_true(v.keep);
+        assert_int_equal(iteration_drop_owner(&it, "s0", true, NULL, NULL), 1);     /* c */
+        assert_int_equal(it.n_updated, 2);
+        assert_int_equal(it.data_size_updated, 20);
+        assert_false(iteration_ready_to_aggregate(&it, &job));
+
+        /* c is free again: its device (or the replay of another server) counts it anew. */
+        assert_int_equal(update(&it, &job, "c", 1, 0xc, "s1", 10, &v), 0);
+        assert_true(v.retcode == FL_SUCCEED && v.keep);
+        assert_int_equal(it.n_updated, 3);
+
+        /* A dead server's updates all go. */
+        assert_int_equal(iteration_drop_owner(&it, "s1", false, NULL, NULL), 2);      /* a, c */
+        assert_int_equal(it.n_updated, 1);
+        assert_int_equal(it.data_size_updated, 10);
+        assert_int_equal(it.owner_updates[0] + it.owner_updates[1], 1);
+
+        /* Once the iteration is aggregating, a replay of a counted update is still kept. */
+        it.phase = ITERATION_AGGREGATING;
+        assert_int_equal(update(&it, &job, "b", 1, 0xb, "s0", 11, &v), 0);
+        assert_true(v.retcode == FL_SUCCEED && v.keep);
+        assert_int_equal(update(&it, &job, "a", 1, 0xa, "s0", 11, &v), 0);
+        assert_int_equal(v.retcode, FL_OUT_OF_TIME);
         iteration_done(&it);
 }
 
@@ -166,6 +259,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_admission_threshold_and_repeats),
                 cmocka_unit_test(test_updates),
+                cmocka_unit_test(test_exactly_once),
                 cmocka_unit_test(test_windows),
                 cmocka_unit_test(test_many_devices),
                 cmocka_unit_test(test_update_threshold),

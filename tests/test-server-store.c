@@ -184,7 +184,7 @@ static void test_schema_version(void **state) {
         assert_int_equal(server_store_open(&db, f->path), 0);
         assert_int_equal(store_prepare(db, &st, "PRAGMA user_version"), 0);
         assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-        assert_int_equal(sqlite3_column_int(st, 0), 1);
+        assert_int_equal(sqlite3_column_int(st, 0), 2);
 }
 
 static void corrupt(sqlite3 *db, const char *sql, uint32_t iteration) {

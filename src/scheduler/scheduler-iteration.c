@@ -74,12 +74,22 @@ void iteration_init(Iteration *it) {
         admissions_init(&it->admissions);
 }
 
+static void owners_clear(Iteration *it) {
+        for (size_t i = 0; i < it->n_owners; i++)
+                free(it->owners[i]);
+        it->owners = mfree(it->owners);
+        it->owner_updates = mfree(it->owner_updates);
+        it->n_owners = 0;
+}
+
 void iteration_done(Iteration *it) {
         admissions_clear(&it->admissions);
+        owners_clear(it);
 }
 
 void iteration_begin(Iteration *it, const Job *job, uint32_t number, uint64_t now_ms) {
         admissions_clear(&it->admissions);
+        owners_clear(it);
         *it = (Iteration) {
                 .number = number,
                 .phase = ITERATION_COLLECTING,
@@ -91,6 +101,7 @@ void iteration_begin(Iteration *it, const Job *job, uint32_t number, uint64_t no
 
 void iteration_finish_job(Iteration *it) {
         admissions_clear(&it->admissions);
+        owners_clear(it);
         it->phase = ITERATION_FINISHED;
         it->start_deadline_ms = it->update_deadline_ms = it->global_deadline_ms = 0;
         it->n_updated = 0;
@@ -165,29 +176,102 @@ int iteration_admit(Iteration *it, const Job *job, const char *fl_id, uint32_t d
         return 0;
 }
 
-int iteration_update(Iteration *it, const Job *job, const char *fl_id, uint32_t iteration, uint64_t now_ms,
-                     Verdict *v) {
+int iteration_owner(Iteration *it, const char *node_id) {
+        char **owners;
+        uint32_t *counts;
+
+        for (size_t i = 0; i < it->n_owners; i++)
+                if (streq(it->owners[i], node_id))
+                        return (int) i + 1;
+        if (it->n_owners >= UINT16_MAX)
+                return -E2BIG;
+        owners = realloc(it->owners, (it->n_owners + 1) * sizeof *owners);
+        if (!owners)
+                return -ENOMEM;
+        it->owners = owners;
+        counts = realloc(it->owner_updates, (it->n_owners + 1) * sizeof *counts);
+        if (!counts)
+                return -ENOMEM;
+        it->owner_updates = counts;
+        it->owners[it->n_owners] = strdup(node_id);
+        if (!it->owners[it->n_owners])
+                return -ENOMEM;
+        it->owner_updates[it->n_owners] = 0;
+        return (int) ++it->n_owners;
+}
+
+static void count_update(Iteration *it, Admission *a, int owner, uint64_t digest) {
+        a->updated = a->confirmed = true;
+        a->owner = (uint16_t) owner;
+        a->digest = digest;
+        it->owner_updates[owner - 1]++;
+        it->n_updated++;
+        it->data_size_updated += a->data_size;
+}
+
+static void uncount_update(Iteration *it, Admission *a) {
+        it->owner_updates[a->owner - 1]--;
+        it->n_updated--;
+        it->data_size_updated -= a->data_size;
+        a->updated = a->confirmed = false;
+        a->owner = 0;
+        a->digest = 0;
+}
+
+int iteration_update(Iteration *it, const Job *job, const UpdateAsk *ask, uint64_t now_ms, Verdict *v) {
         uint64_t next = iteration_next_req_time(it, job, now_ms);
         Admission *a;
+        int owner;
 
         *v = (Verdict) {};
-        if (!fl_id_is_valid(fl_id))
+        if (!fl_id_is_valid(ask->fl_id) || ask->digest == 0 || isempty(ask->server))
                 return -EINVAL;
 
-        if (it->phase != ITERATION_COLLECTING || iteration != it->number) {
-                verdict(v, FL_OUT_OF_TIME, next, "The update is for iteration %u, the cluster is in iteration %u (%s).",
-                        iteration, it->number, iteration_phase_to_string(it->phase));
+        a = admissions_find(&it->admissions, ask->fl_id);
+        if (a && a->updated && a->digest == ask->digest && ask->iteration == it->number &&
+            it->phase != ITERATION_FINISHED) {
+                /* The same update again: whoever asks, it is counted once. */
+                const char *holder = it->owners[a->owner - 1];
+
+                v->data_size = a->data_size;
+                if (streq(holder, ask->server)) {
+                        a->confirmed = true;
+                        v->keep = true;
+                        verdict(v, FL_SUCCEED, next, "The update of device %s in iteration %u is accepted.",
+                                ask->fl_id, it->number);
+                        return 0;
+                }
+                if (it->phase == ITERATION_COLLECTING && ask->server_gone &&
+                    ask->server_gone(holder, ask->userdata)) {
+                        owner = iteration_owner(it, ask->server);
+                        if (owner < 0)
+                                return owner;
+                        uncount_update(it, a);
+                        count_update(it, a, owner, ask->digest);
+                        v->keep = v->changed = true;
+                        verdict(v, FL_SUCCEED, next, "The update of device %s in iteration %u is accepted (taken "
+                                "over from a server that is down).", ask->fl_id, it->number);
+                        return 0;
+                }
+                verdict(v, FL_SUCCEED, next, "The update of device %s in iteration %u was already accepted.",
+                        ask->fl_id, it->number);
                 return 0;
         }
-        a = admissions_find(&it->admissions, fl_id);
+
+        if (it->phase != ITERATION_COLLECTING || ask->iteration != it->number) {
+                verdict(v, FL_OUT_OF_TIME, next, "The update is for iteration %u, the cluster is in iteration %u (%s).",
+                        ask->iteration, it->number, iteration_phase_to_string(it->phase));
+                return 0;
+        }
         if (!a) {
-                verdict(v, FL_NOT_SELECTED, next, "Device %s was not selected in iteration %u.", fl_id, it->number);
+                verdict(v, FL_NOT_SELECTED, next, "Device %s was not selected in iteration %u.", ask->fl_id,
+                        it->number);
                 return 0;
         }
         if (a->updated) {
                 v->data_size = a->data_size;
-                verdict(v, FL_REPEAT_REQUEST, next, "The update of device %s in iteration %u was already accepted.",
-                        fl_id, it->number);
+                verdict(v, FL_REPEAT_REQUEST, next, "Device %s already sent a different update in iteration %u.",
+                        ask->fl_id, it->number);
                 return 0;
         }
         if (it->update_deadline_ms != 0 && now_ms >= it->update_deadline_ms) {
@@ -195,11 +279,66 @@ int iteration_update(Iteration *it, const Job *job, const char *fl_id, uint32_t 
                 return 0;
         }
 
-        a->updated = true;
-        it->n_updated++;
-        it->data_size_updated += a->data_size;
+        owner = iteration_owner(it, ask->server);
+        if (owner < 0)
+                return owner;
+        count_update(it, a, owner, ask->digest);
         v->data_size = a->data_size;
-        verdict(v, FL_SUCCEED, next, "Update of device %s accepted in iteration %u.", fl_id, it->number);
+        v->keep = v->changed = true;
+        verdict(v, FL_SUCCEED, next, "Update of device %s accepted in iteration %u.", ask->fl_id, it->number);
+        return 0;
+}
+
+static int owner_of(const Iteration *it, const char *node_id) {
+        for (size_t i = 0; i < it->n_owners; i++)
+                if (streq(it->owners[i], node_id))
+                        return (int) i + 1;
+        return 0;
+}
+
+void iteration_unconfirm(Iteration *it, const char *node_id) {
+        int owner = owner_of(it, node_id);
+
+        if (owner == 0 || it->owner_updates[owner - 1] == 0)
+                return;
+        for (size_t i = 0; i < it->admissions.n_slots; i++) {
+                Admission *a = &it->admissions.slots[i];
+
+                if (a->fl_id && a->updated && a->owner == owner)
+                        a->confirmed = false;
+        }
+}
+
+uint32_t iteration_drop_owner(Iteration *it, const char *node_id, bool only_unconfirmed, iteration_changed_t changed,
+                              void *userdata) {
+        int owner = owner_of(it, node_id);
+        uint32_t n = 0;
+
+        if (owner == 0 || it->owner_updates[owner - 1] == 0)
+                return 0;
+        for (size_t i = 0; i < it->admissions.n_slots; i++) {
+                Admission *a = &it->admissions.slots[i];
+
+                if (!a->fl_id || !a->updated || a->owner != owner || (only_unconfirmed && a->confirmed))
+                        continue;
+                uncount_update(it, a);
+                n++;
+                if (changed)
+                        changed(a->fl_id, userdata);
+        }
+        return n;
+}
+
+int iteration_restore_update(Iteration *it, Admission *a, const char *owner, uint64_t digest) {
+        int o;
+
+        if (a->updated || digest == 0 || !node_id_is_valid(owner))
+                return -EUCLEAN;
+        o = iteration_owner(it, owner);
+        if (o < 0)
+                return o;
+        count_update(it, a, o, digest);
+        a->confirmed = false;   /* until its server registers and names it */
         return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "digest.h"
 #include "log.h"
 #include "scheduler-manager.h"
 #include "store.h"
@@ -57,21 +58,28 @@ static int ledger_write(Manager *m) {
                         goto fail;
         }
         if (g->n_dirty > 0) {
-                r = store_prepare(m->db, &up, "INSERT INTO admissions (fl_id, data_size, updated) VALUES (?, ?, ?) "
+                r = store_prepare(m->db, &up, "INSERT INTO admissions (fl_id, data_size, updated, owner, digest) "
+                                              "VALUES (?, ?, ?, ?, ?) "
                                               "ON CONFLICT(fl_id) DO UPDATE SET data_size = excluded.data_size, "
-                                              "updated = excluded.updated");
+                                              "updated = excluded.updated, owner = excluded.owner, "
+                                              "digest = excluded.digest");
                 if (r < 0)
                         goto fail;
         }
         for (size_t i = 0; i < g->n_dirty; i++) {
                 const Admission *a = admissions_find(&it->admissions, g->dirty[i]);
+                char digest[DIGEST_STRING_MAX] = "";
 
                 if (!a)
                         continue;       /* of an iteration that ended meanwhile */
+                if (a->updated)
+                        digest_to_string(a->digest, digest);
                 sqlite3_reset(up);
                 sqlite3_bind_text(up, 1, a->fl_id, -1, SQLITE_STATIC);
                 sqlite3_bind_int64(up, 2, a->data_size);
                 sqlite3_bind_int(up, 3, a->updated);
+                sqlite3_bind_text(up, 4, a->updated ? it->owners[a->owner - 1] : "", -1, SQLITE_STATIC);
+                sqlite3_bind_text(up, 5, digest, -1, SQLITE_TRANSIENT);
                 r = store_errno(sqlite3_step(up));
                 if (r < 0)
                         goto fail;
@@ -164,20 +172,34 @@ void ledger_windows_changed(Manager *m) {
         (void) ledger_arm(m);
 }
 
-int ledger_record(Manager *m, const char *fl_id, Link *l, uint8_t type, json_object *reply) {
+int ledger_mark(Manager *m, const char *fl_id) {
         Ledger *g = m->ledger;
         char **d;
+
+        d = realloc(g->dirty, (g->n_dirty + 1) * sizeof *d);
+        if (!d)
+                return -ENOMEM;
+        g->dirty = d;
+        g->dirty[g->n_dirty] = strdup(fl_id);
+        if (!g->dirty[g->n_dirty])
+                return -ENOMEM;
+        g->n_dirty++;
+        return ledger_arm(m);
+}
+
+void ledger_flush_soon(Manager *m) {
+        (void) ledger_arm(m);
+}
+
+int ledger_record(Manager *m, const char *fl_id, Link *l, uint8_t type, json_object *reply) {
+        Ledger *g = m->ledger;
         LedgerReply *rp;
+        int r;
 
         if (fl_id) {
-                d = realloc(g->dirty, (g->n_dirty + 1) * sizeof *d);
-                if (!d)
-                        return -ENOMEM;
-                g->dirty = d;
-                g->dirty[g->n_dirty] = strdup(fl_id);
-                if (!g->dirty[g->n_dirty])
-                        return -ENOMEM;
-                g->n_dirty++;
+                r = ledger_mark(m, fl_id);
+                if (r < 0)
+                        return r;
         }
         rp = realloc(g->replies, (g->n_replies + 1) * sizeof *rp);
         if (!rp)
@@ -210,7 +232,7 @@ int ledger_load(Manager *m, Iteration *it, bool *ret_found) {
         it->update_deadline_ms = ud;
         it->global_deadline_ms = gd;
 
-        r = store_prepare(m->db, &st, "SELECT fl_id, data_size, updated FROM admissions");
+        r = store_prepare(m->db, &st, "SELECT fl_id, data_size, updated, owner, digest FROM admissions");
         if (r < 0)
                 return r;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -224,9 +246,17 @@ int ledger_load(Manager *m, Iteration *it, bool *ret_found) {
                 if (r < 0)
                         return r;
                 if (sqlite3_column_int(st, 2)) {
-                        a->updated = true;
-                        it->n_updated++;
-                        it->data_size_updated += a->data_size;
+                        const char *owner = (const char *) sqlite3_column_text(st, 3);
+                        uint64_t digest;
+
+                        /* A row without its holder (written by an older version) stays
+                         * uncounted: the server that holds it names it again. */
+                        if (digest_from_string((const char *) sqlite3_column_text(st, 4), &digest) < 0 ||
+                            !node_id_is_valid(owner))
+                                continue;
+                        r = iteration_restore_update(it, a, owner, digest);
+                        if (r < 0)
+                                return r;
                 }
         }
         r = store_errno(rc);

@@ -112,6 +112,7 @@ static int link_handle_register(Link *l, json_object *msg) {
 
         l->node = n;
         n->link = l;
+        training_on_node_registered(m, n);
         if (server_num != m->registry.server_num)
                 log_warning("Server %s was started with server_num=%u, the cluster has %u.",
                             node_id, server_num, m->registry.server_num);
@@ -190,6 +191,9 @@ static int link_on_frame(Conn *c, uint8_t type, const uint8_t *payload, size_t s
 
         case WIRE_SYNCED:
                 return training_handle_synced(m, l, msg);
+
+        case WIRE_REPLAYED:
+                return training_handle_replayed(m, l, msg);
 
         case WIRE_FINISH_ACK:
                 if (json_get_u32(msg, "pid", &pid) < 0)

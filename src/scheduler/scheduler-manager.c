@@ -180,6 +180,7 @@ static int manager_on_expire(sd_event_source *s, uint64_t usec, void *userdata) 
                                     changed[i]->rank, changed[i]->node_id, m->config->node_timeout);
                         (void) manager_save_node(m, changed[i]);
                         manager_bus_emit_node(m, changed[i], false, "timeout");
+                        training_on_node_dead(m, changed[i]);
                 }
                 if (n > 0)
                         (void) manager_update_state(m, true);

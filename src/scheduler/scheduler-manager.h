@@ -55,7 +55,10 @@ typedef struct Manager {
         RingEntry *ring;
         size_t n_ring;
         char ring_checksum[128];
+        uint32_t aggregate_attempt;     /* tells a new ring of the same iteration from the last */
+        bool waiting_logged;            /* "waiting for rank R" was said for this wait */
         sd_event_source *aggregate_timer;
+        sd_event_source *aggregate_retry_timer; /* a failed all-reduce is asked for again */
 
         /* The model the cluster last committed ("" while the initial one). */
         char model_checksum[128];
@@ -110,8 +113,13 @@ void training_send_iteration(Manager *m, Link *only);
 int training_handle_admit(Manager *m, Link *l, json_object *msg);
 int training_handle_update(Manager *m, Link *l, json_object *msg);
 int training_handle_aggregate_done(Manager *m, Link *l, json_object *msg);
-/* A server of the ring went away during aggregation. */
+/* A server's connection went away (maybe during aggregation). */
 void training_on_node_lost(Manager *m, Node *n);
+/* A server registered: it names its updates again before it aggregates. */
+void training_on_node_registered(Manager *m, Node *n);
+int training_handle_replayed(Manager *m, Link *l, json_object *msg);
+/* A server was declared dead: the updates it holds are lost with it. */
+void training_on_node_dead(Manager *m, Node *n);
 
 void training_on_enabled(Manager *m);
 /* Starts a staged new instance now if the job is between iterations. */
@@ -129,6 +137,10 @@ void ledger_windows_changed(Manager *m);
 /* Queues reply (a reference is taken) to l's server until the admission of
  * fl_id (NULL: nothing changed) is committed. */
 int ledger_record(Manager *m, const char *fl_id, Link *l, uint8_t type, json_object *reply);
+/* The admission of fl_id changed without a reply: in the next commit. */
+int ledger_mark(Manager *m, const char *fl_id);
+/* A commit (maybe empty) this turn, and training_after_commit() after it. */
+void ledger_flush_soon(Manager *m);
 /* Fills it (number already set) from the database; *ret_found false when
  * nothing of that iteration is stored. */
 int ledger_load(Manager *m, Iteration *it, bool *ret_found);

@@ -30,6 +30,7 @@ typedef struct Node {
         bool connected;
         bool leaving;                   /* named by a scale-in */
         bool in_sync;                   /* holds the cluster's model (WIRE_SYNCED) */
+        bool replayed;                  /* named its updates since registering (WIRE_REPLAYED) */
         uint64_t last_seen_usec;        /* CLOCK_MONOTONIC */
         void *link;                     /* the connection, while connected */
 } Node;

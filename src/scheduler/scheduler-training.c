@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "digest.h"
 #include "fl-messages.h"
 #include "json-util.h"
 #include "log.h"
@@ -84,10 +85,15 @@ void training_send_iteration(Manager *m, Link *only) {
         training_broadcast(m, only, 0);
 }
 
-static void training_ring_clear(Manager *m) {
+static void training_ring_forget(Manager *m) {
         m->ring = mfree(m->ring);
         m->n_ring = 0;
         m->ring_checksum[0] = '\0';
+}
+
+static void training_ring_clear(Manager *m) {
+        training_ring_forget(m);
+        m->waiting_logged = false;
         (void) sd_event_source_set_enabled(m->aggregate_timer, SD_EVENT_OFF);
 }
 
@@ -135,6 +141,11 @@ static int training_on_iteration_timer(sd_event_source *s, uint64_t usec, void *
         return 0;
 }
 
+static int training_on_retry_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        training_after_commit(userdata);
+        return 0;
+}
+
 static int training_on_aggregate_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
 
@@ -168,10 +179,18 @@ int training_setup(Manager *m) {
         if (r < 0)
                 return r;
         (void) sd_event_source_set_enabled(m->aggregate_timer, SD_EVENT_OFF);
+        r = sd_event_add_time(m->event, &m->aggregate_retry_timer, CLOCK_MONOTONIC, UINT64_MAX, 0,
+                              training_on_retry_timer, m);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_enabled(m->aggregate_retry_timer, SD_EVENT_OFF);
 
         {
-                _cleanup_free_ char *checksum = NULL, *model_iteration = NULL;
+                _cleanup_free_ char *checksum = NULL, *model_iteration = NULL, *attempt = NULL;
 
+                r = store_meta_get(m->db, "aggregate_attempt", &attempt);
+                if (r >= 0 && attempt)
+                        (void) safe_atou32(attempt, &m->aggregate_attempt);
                 r = store_meta_get(m->db, "model_checksum", &checksum);
                 if (r >= 0)
                         r = store_meta_get(m->db, "model_iteration", &model_iteration);
@@ -224,6 +243,7 @@ void training_done(Manager *m) {
         m->ring = mfree(m->ring);
         m->iteration_timer = sd_event_source_disable_unref(m->iteration_timer);
         m->aggregate_timer = sd_event_source_disable_unref(m->aggregate_timer);
+        m->aggregate_retry_timer = sd_event_source_disable_unref(m->aggregate_retry_timer);
 }
 
 void training_on_state(Manager *m) {
@@ -260,7 +280,7 @@ static const char *training_gate(Manager *m) {
 /* Every reply goes through the ledger, so that replies leave in request order
  * and only once what they say is committed. */
 static int training_reply(Manager *m, Link *l, const char *changed_fl_id, uint8_t type, uint32_t req,
-                          const char *state, const Verdict *v, uint32_t iteration, bool with_data_size) {
+                          const char *state, const Verdict *v, uint32_t iteration, bool update) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
 
         json_object_object_add(o, "req", json_object_new_int64(req));
@@ -269,8 +289,10 @@ static int training_reply(Manager *m, Link *l, const char *changed_fl_id, uint8_
         json_object_object_add(o, "reason", json_object_new_string(v->reason));
         json_object_object_add(o, "iteration", json_object_new_int64(iteration));
         json_object_object_add(o, "next_req_time", json_object_new_int64((int64_t) v->next_req_time));
-        if (with_data_size)
+        if (update) {
                 json_object_object_add(o, "data_size", json_object_new_int64(v->data_size));
+                json_object_object_add(o, "keep", json_object_new_boolean(v->keep));
+        }
         return ledger_record(m, changed_fl_id, l, type, o);
 }
 
@@ -308,6 +330,43 @@ int training_handle_admit(Manager *m, Link *l, json_object *msg) {
                               m->iteration.number, false);
 }
 
+/* Numbers each AGGREGATE, across restarts too, so that servers tell a new
+ * ring of the same iteration from the one they run. */
+static uint32_t training_next_attempt(Manager *m) {
+        char buf[16];
+        int r;
+
+        m->aggregate_attempt++;
+        snprintf(buf, sizeof buf, "%u", m->aggregate_attempt);
+        r = store_meta_set(m->db, "aggregate_attempt", buf);
+        if (r < 0)
+                log_warning_errno(r, "Failed to store the aggregation attempt in %s: %m", m->db_path);
+        return m->aggregate_attempt;
+}
+
+/* In a ring: connected, holding the cluster's model, and done naming its
+ * updates (so that its sum is exactly what is counted for it). */
+static bool node_can_aggregate(const Manager *m, const Node *node) {
+        return node->link && node->alive && node->replayed && node->peer_port != 0 && node_in_sync(m, node);
+}
+
+/* NULL when every server holding counted updates can aggregate, else the
+ * first that cannot: the aggregation waits for it (or for its death). */
+static const Node *training_missing_owner(const Manager *m) {
+        const Iteration *it = &m->iteration;
+
+        for (size_t i = 0; i < it->n_owners; i++) {
+                const Node *node;
+
+                if (it->owner_updates[i] == 0)
+                        continue;
+                node = registry_find(&m->registry, it->owners[i]);
+                if (!node || !node_can_aggregate(m, node))
+                        return node;
+        }
+        return NULL;
+}
+
 static void training_aggregate_begin(Manager *m) {
         _cleanup_(json_object_putp) json_object *msg = json_object_new_object();
         json_object *ring = json_object_new_array();
@@ -325,7 +384,7 @@ static void training_aggregate_begin(Manager *m) {
                 const Node *node = nodes[i];
                 json_object *o;
 
-                if (!node->link || !node->alive || node->peer_port == 0 || !node_in_sync(m, node))
+                if (!node_can_aggregate(m, node))
                         continue;
                 o = json_object_new_object();
                 json_object_object_add(o, "rank", json_object_new_int64(node->rank));
@@ -337,6 +396,7 @@ static void training_aggregate_begin(Manager *m) {
                 m->ring[m->n_ring++].rank = node->rank;
         }
         json_object_object_add(msg, "iteration", json_object_new_int64(n));
+        json_object_object_add(msg, "attempt", json_object_new_int64(training_next_attempt(m)));
         json_object_object_add(msg, "ring", ring);
 
         if (m->n_ring == 0) {
@@ -360,24 +420,90 @@ static void training_aggregate_begin(Manager *m) {
         (void) sd_event_source_set_enabled(m->aggregate_timer, SD_EVENT_ONESHOT);
 }
 
+/* Back to collecting updates after a ring broke and the updates of a dead
+ * server were uncounted below the threshold, while the window is open. */
+static void training_reopen(Manager *m) {
+        Iteration *it = &m->iteration;
+        uint64_t now = now_msec_realtime();
+
+        training_ring_clear(m);
+        if (it->update_deadline_ms != 0 && now >= it->update_deadline_ms) {
+                training_abandon(m, "a server holding updates died and the updateModel window is over");
+                return;
+        }
+        it->phase = ITERATION_COLLECTING;
+        (void) training_save(m);
+        training_arm_timer(m);
+        training_broadcast(m, NULL, 0);
+        log_iteration(LOG_NOTICE, it->number, "Iteration %u collects updates again: %u of %u are counted.",
+                      it->number, it->n_updated, job_update_threshold(&m->job));
+}
+
 void training_after_commit(Manager *m) {
-        if (iteration_ready_to_aggregate(&m->iteration, &m->job) && streq(training_gate(m), "ok"))
-                training_aggregate_begin(m);
+        Iteration *it = &m->iteration;
+        const Node *missing;
+
+        if (!streq(training_gate(m), "ok"))
+                return;
+        if (it->phase == ITERATION_AGGREGATING && m->n_ring == 0 && it->n_updated < job_update_threshold(&m->job)) {
+                training_reopen(m);
+                return;
+        }
+        if (!(it->phase == ITERATION_COLLECTING || (it->phase == ITERATION_AGGREGATING && m->n_ring == 0)) ||
+            it->n_updated < job_update_threshold(&m->job))
+                return;
+
+        /* Every acknowledged update is in the aggregate: its holder must be in the ring. */
+        missing = training_missing_owner(m);
+        if (missing) {
+                if (!m->waiting_logged)
+                        log_iteration(LOG_NOTICE, it->number, "Iteration %u has its %u updates; waiting for server "
+                                      "rank %u (node %s), which holds some of them, before aggregating (it is "
+                                      "declared dead after %us).", it->number, it->n_updated, missing->rank,
+                                      missing->node_id, m->config->node_timeout);
+                m->waiting_logged = true;
+                return;
+        }
+        training_aggregate_begin(m);
+}
+
+static bool server_gone(const char *node_id, void *userdata) {
+        Manager *m = userdata;
+        const Node *n = registry_find(&m->registry, node_id);
+
+        return !n || !n->link;
 }
 
 int training_handle_update(Manager *m, Link *l, json_object *msg) {
-        const char *fl_id, *state;
+        const char *fl_id, *state, *digest_s;
         uint32_t req, iteration;
+        uint64_t digest;
+        bool replay = false;
         Verdict v = {};
         int r;
 
         if (json_get_u32(msg, "req", &req) < 0 || json_get_string(msg, "fl_id", &fl_id) < 0 ||
-            json_get_u32(msg, "iteration", &iteration) < 0)
+            json_get_u32(msg, "iteration", &iteration) < 0 || json_get_string(msg, "digest", &digest_s) < 0 ||
+            digest_from_string(digest_s, &digest) < 0)
                 return log_warning_errno(-EBADMSG, "Malformed UPDATE from rank %u, disconnecting.", l->node->rank);
 
         state = training_gate(m);
+        /* A server naming what its log holds is answered whatever the cluster's
+         * state: it cannot serve devices before it knows. */
+        (void) json_get_bool(msg, "replay", &replay);
+        if (replay && streq(state, "safemode") && m->iteration.number > 0)
+                state = "ok";
         if (streq(state, "ok")) {
-                r = iteration_update(&m->iteration, &m->job, fl_id, iteration, now_msec_realtime(), &v);
+                UpdateAsk ask = {
+                        .fl_id = fl_id,
+                        .iteration = iteration,
+                        .digest = digest,
+                        .server = l->node->node_id,
+                        .server_gone = server_gone,
+                        .userdata = m,
+                };
+
+                r = iteration_update(&m->iteration, &m->job, &ask, now_msec_realtime(), &v);
                 if (r == -EINVAL) {
                         v.retcode = FL_REQUEST_ERROR;
                         snprintf(v.reason, sizeof v.reason, "The fl_id is empty, too long or not printable.");
@@ -386,8 +512,61 @@ int training_handle_update(Manager *m, Link *l, json_object *msg) {
         }
         /* The AGGREGATE that ends the iteration follows the commit and the
          * replies (training_after_commit). */
-        return training_reply(m, l, v.retcode == FL_SUCCEED ? fl_id : NULL, WIRE_UPDATE_REPLY, req, state, &v,
+        return training_reply(m, l, v.changed ? fl_id : NULL, WIRE_UPDATE_REPLY, req, state, &v,
                               m->iteration.number, true);
+}
+
+static void mark_changed(const char *fl_id, void *userdata) {
+        Manager *m = userdata;
+
+        if (ledger_mark(m, fl_id) < 0)
+                log_oom();
+}
+
+void training_on_node_registered(Manager *m, Node *n) {
+        n->replayed = false;
+        iteration_unconfirm(&m->iteration, n->node_id);
+}
+
+int training_handle_replayed(Manager *m, Link *l, json_object *msg) {
+        Iteration *it = &m->iteration;
+        uint32_t iteration, dropped = 0;
+
+        if (json_get_u32(msg, "iteration", &iteration) < 0)
+                return log_warning_errno(-EBADMSG, "Malformed REPLAYED from rank %u, disconnecting.", l->node->rank);
+
+        /* What it did not name again it does not hold (its database was lost,
+         * or it never made them durable): no longer counted. */
+        if (it->phase != ITERATION_FINISHED)
+                dropped = iteration_drop_owner(it, l->node->node_id, true, mark_changed, m);
+        if (dropped > 0)
+                log_iteration(LOG_WARNING, it->number, "Server rank %u (node %s) came back without %u update%s it "
+                              "had acknowledged in iteration %u: no longer counted (%u of %u now); those devices "
+                              "may send them again.", l->node->rank, l->node->node_id, dropped,
+                              dropped == 1 ? "" : "s", it->number, it->n_updated, job_update_threshold(&m->job));
+        l->node->replayed = true;
+        log_debug("Server rank %u named its updates of iteration %u.", l->node->rank, iteration);
+        ledger_flush_soon(m);
+        return 0;
+}
+
+void training_on_node_dead(Manager *m, Node *n) {
+        Iteration *it = &m->iteration;
+        uint64_t data_size = it->data_size_updated;
+        uint32_t dropped;
+
+        if (it->phase == ITERATION_FINISHED)
+                return;
+        dropped = iteration_drop_owner(it, n->node_id, false, mark_changed, m);
+        if (dropped == 0)
+                return;
+        log_iteration(LOG_WARNING, it->number, "Server rank %u (node %s) is dead with %u acknowledged update%s of "
+                      "iteration %u (data_size %" PRIu64 "): they are lost with it and no longer counted (%u of %u "
+                      "now); those devices may send them again to another server.", n->rank, n->node_id, dropped,
+                      dropped == 1 ? "" : "s", it->number, data_size - it->data_size_updated, it->n_updated,
+                      job_update_threshold(&m->job));
+        m->waiting_logged = false;
+        ledger_flush_soon(m);
 }
 
 /* The ring computed this model: its members hold it, everyone else must fetch it. */
@@ -454,24 +633,51 @@ static RingEntry *ring_find(Manager *m, const char *node_id) {
 }
 
 int training_handle_aggregate_done(Manager *m, Link *l, json_object *msg) {
-        const char *checksum;
-        uint32_t iteration, updates = 0;
+        const char *checksum, *error;
+        uint32_t iteration, updates, attempt = 0;
+        uint64_t data_size;
         RingEntry *e;
         char reason[256];
 
-        if (json_get_u32(msg, "iteration", &iteration) < 0 || json_get_string(msg, "checksum", &checksum) < 0 ||
-            strlen(checksum) >= sizeof m->ring_checksum)
+        if (json_get_u32(msg, "iteration", &iteration) < 0)
                 return log_warning_errno(-EBADMSG, "Malformed AGGREGATE_DONE from rank %u, disconnecting.",
                                          l->node->rank);
-        (void) json_get_u32(msg, "updates", &updates);
+        (void) json_get_u32(msg, "attempt", &attempt);
+        if (json_get_string(msg, "error", &error) >= 0) {
+                if (m->iteration.phase != ITERATION_AGGREGATING || iteration != m->iteration.number ||
+                    attempt != m->aggregate_attempt || !ring_find(m, l->node->node_id))
+                        return 0;       /* of a ring given up already */
+                /* Each member reports it; the first one starts the next attempt. */
+                log_iteration(LOG_WARNING, iteration, "The all-reduce of iteration %u failed on rank %u (%s); "
+                              "aggregating again in 1s.", iteration, l->node->rank, error);
+                training_ring_forget(m);
+                (void) sd_event_source_set_time_relative(m->aggregate_retry_timer, USEC_PER_SEC);
+                (void) sd_event_source_set_enabled(m->aggregate_retry_timer, SD_EVENT_ONESHOT);
+                return 0;
+        }
+        if (json_get_string(msg, "checksum", &checksum) < 0 ||
+            strlen(checksum) >= sizeof m->ring_checksum || json_get_u32(msg, "updates", &updates) < 0 ||
+            json_get_u64(msg, "data_size", &data_size) < 0)
+                return log_warning_errno(-EBADMSG, "Malformed AGGREGATE_DONE from rank %u, disconnecting.",
+                                         l->node->rank);
 
-        if (m->iteration.phase != ITERATION_AGGREGATING || iteration != m->iteration.number) {
+        if (m->iteration.phase != ITERATION_AGGREGATING || iteration != m->iteration.number ||
+            (attempt != 0 && attempt != m->aggregate_attempt)) {
                 log_debug("Late AGGREGATE_DONE for iteration %u from rank %u, ignoring.", iteration, l->node->rank);
                 return 0;
         }
         e = ring_find(m, l->node->node_id);
         if (!e || e->done)
                 return 0;
+
+        /* The aggregate must be exactly the counted updates: none lost, none twice. */
+        if (updates != m->iteration.n_updated || data_size != m->iteration.data_size_updated) {
+                snprintf(reason, sizeof reason, "rank %u aggregated %u updates (data_size %" PRIu64 "), but %u "
+                         "(data_size %" PRIu64 ") are counted", l->node->rank, updates, data_size,
+                         m->iteration.n_updated, m->iteration.data_size_updated);
+                training_abandon(m, reason);
+                return 0;
+        }
 
         if (isempty(m->ring_checksum))
                 strcpy(m->ring_checksum, checksum);
@@ -534,13 +740,19 @@ void training_on_enabled(Manager *m) {
 
 void training_on_node_lost(Manager *m, Node *n) {
         RingEntry *e;
-        char reason[160];
 
+        n->replayed = false;
         if (m->iteration.phase != ITERATION_AGGREGATING)
                 return;
         e = ring_find(m, n->node_id);
         if (!e || e->done)
                 return;
-        snprintf(reason, sizeof reason, "server rank %u left during the aggregation", n->rank);
-        training_abandon(m, reason);
+        /* The others' all-reduce fails without it. The iteration waits for it
+         * to come back (its updates are in its database), or for it to be
+         * declared dead; the aggregate timer still bounds the wait. */
+        log_iteration(LOG_WARNING, m->iteration.number, "Server rank %u (node %s) left during the aggregation of "
+                      "iteration %u; aggregating again once it is back (or declared dead after %us).", n->rank,
+                      n->node_id, m->iteration.number, m->config->node_timeout);
+        training_ring_forget(m);
+        m->waiting_logged = false;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "digest.h"
 #include "server-aggregate.h"
 
 /* Doubles hold every integer up to 2^53 exactly: the data_size total and the
@@ -265,4 +266,17 @@ int aggregate_finish(const Model *shape, const double *vec, size_t n, Model **re
 
         *ret = TAKE_PTR(m);
         return 0;
+}
+
+uint64_t aggregate_digest(const Aggregate *a, const float *const *ordered) {
+        Digest d;
+
+        digest_init(&d);
+        for (size_t i = 0; i < a->n_tensors; i++) {
+                uint64_t size = a->sizes[i];
+
+                digest_add(&d, &size, sizeof size);
+                digest_add(&d, ordered[i], a->sizes[i] * sizeof(float));
+        }
+        return digest_final(&d);
 }

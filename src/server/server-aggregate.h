@@ -55,6 +55,9 @@ void aggregate_reset(Aggregate *a, uint32_t iteration);
  * -EBADMSG with a reason for the device when the update does not fit. */
 int aggregate_check(const Aggregate *a, const FlFeatureMap *maps, size_t n, const float **ordered,
                     char reason[static FL_REASON_MAX]);
+/* The digest (digest.h) of a checked update: its tensors in model order, so
+ * that a device sending the same weights again is recognised. */
+uint64_t aggregate_digest(const Aggregate *a, const float *const *ordered);
 /* Adds an update that aggregate_check() has accepted (ordered as it
  * returned). -EINVAL for data_size 0, -EOVERFLOW past 2^53 in total. */
 int aggregate_add_checked(Aggregate *a, const float *const *ordered, uint32_t data_size);

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "server-iteration.h"
 #include "server-manager.h"
+#include "server-updates.h"
 #include "util.h"
 #include "wire-protocol.h"
 
@@ -161,6 +162,7 @@ int aggregate_msg_parse(json_object *o, AggregateMsg *ret) {
 
         if (!o ||
             json_get_u32(o, "iteration", &msg.iteration) < 0 ||
+            get_optional_u32(o, "attempt", &msg.attempt) == -EBADMSG ||
             !json_object_object_get_ex(o, "ring", &ring) ||
             !json_object_is_type(ring, json_type_array))
                 return -EBADMSG;
@@ -228,6 +230,7 @@ int manager_on_iteration(Manager *m, json_object *o) {
         t->seen = t->known = true;
         manager_settle_model(m, msg.iteration, msg.abandoned);
         log_iteration(m, &old, had, &msg);
+        update_log_on_iteration(m->updates, msg.iteration, msg.abandoned);
 
         if (m->aggregate) {
                 Aggregate *a = m->aggregate;
@@ -248,6 +251,8 @@ int manager_on_iteration(Manager *m, json_object *o) {
         }
         /* Last: the rollback above may already have brought the model in line. */
         manager_sync_on_iteration(m);
+        /* After a registration: tell the scheduler which updates this server holds. */
+        update_log_maybe_replay(m->updates);
         return 0;
 }
 
@@ -255,16 +260,22 @@ void manager_training_link_lost(Manager *m) {
         m->training.known = false;
 }
 
-static int send_aggregate_done(Manager *m, uint32_t iteration, uint64_t data_size, uint32_t updates) {
+static int send_aggregate_done(Manager *m, uint32_t iteration, uint32_t attempt, uint64_t data_size,
+                               uint32_t updates, int error) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
 
         if (!m->link->conn || !m->link->registered)
                 return -ENOTCONN;
         if (!o ||
             json_object_object_add(o, "iteration", json_object_new_int64(iteration)) < 0 ||
-            json_object_object_add(o, "checksum", json_object_new_string(m->model.checksum)) < 0 ||
-            json_object_object_add(o, "data_size", json_object_new_int64((int64_t) data_size)) < 0 ||
-            json_object_object_add(o, "updates", json_object_new_int64(updates)) < 0)
+            json_object_object_add(o, "attempt", json_object_new_int64(attempt)) < 0)
+                return -ENOMEM;
+        if (error < 0) {
+                if (json_object_object_add(o, "error", json_object_new_string(strerror(-error))) < 0)
+                        return -ENOMEM;
+        } else if (json_object_object_add(o, "checksum", json_object_new_string(m->model.checksum)) < 0 ||
+                   json_object_object_add(o, "data_size", json_object_new_int64((int64_t) data_size)) < 0 ||
+                   json_object_object_add(o, "updates", json_object_new_int64(updates)) < 0)
                 return -ENOMEM;
         return conn_send_json(m->link->conn, WIRE_AGGREGATE_DONE, o);
 }
@@ -275,6 +286,7 @@ static void on_reduced(AllReduce *a, int error, uint32_t iteration, void *userda
         Training *t = &m->training;
         _cleanup_free_ double *vec = TAKE_PTR(t->reduce_vec);
         size_t n = t->reduce_n;
+        uint32_t attempt = t->reducing_attempt;
         uint64_t data_size = 0;
         uint32_t updates = 0;
         char field[32];
@@ -284,9 +296,11 @@ static void on_reduced(AllReduce *a, int error, uint32_t iteration, void *userda
         t->reduce_n = 0;
         snprintf(field, sizeof field, "FL_ITERATION=%u", iteration);
         if (error < 0) {
-                /* No answer: the scheduler's timeout abandons the iteration. */
-                log_struct(LOG_ERR, FIELDS(field), "The all-reduce of iteration %u failed (%s); keeping the model "
-                           "of iteration %u.", iteration, strerror(-error), m->model.iteration);
+                /* The scheduler asks again (a member that left comes back, or is declared dead). */
+                log_struct(LOG_WARNING, FIELDS(field), "The all-reduce of iteration %u failed (%s); keeping the "
+                           "model of iteration %u until the scheduler asks again.", iteration, strerror(-error),
+                           m->model.iteration);
+                (void) send_aggregate_done(m, iteration, attempt, 0, 0, error);
                 return;
         }
 
@@ -314,7 +328,7 @@ static void on_reduced(AllReduce *a, int error, uint32_t iteration, void *userda
         log_struct(LOG_INFO, FIELDS(field), "Iteration %u aggregated: %u updates, data_size %" PRIu64 ", model "
                    "checksum %s.", iteration, updates, data_size, m->model.checksum);
 
-        r = send_aggregate_done(m, iteration, data_size, updates);
+        r = send_aggregate_done(m, iteration, attempt, data_size, updates, 0);
         if (r < 0)
                 log_warning_errno(r, "Failed to tell the scheduler that iteration %u is aggregated: %m", iteration);
 }
@@ -350,7 +364,7 @@ int manager_on_aggregate(Manager *m, json_object *o) {
                           "all-reduce cannot include it. Start fl-serverd with --model_path.", msg.iteration);
                 return 0;
         }
-        if (t->reducing == msg.iteration) {
+        if (t->reducing == msg.iteration && t->reducing_attempt == msg.attempt) {
                 log_debug("The all-reduce of iteration %u is already running.", msg.iteration);
                 return 0;
         }
@@ -378,5 +392,6 @@ int manager_on_aggregate(Manager *m, json_object *o) {
                 return 0;
         }
         t->reducing = msg.iteration;
+        t->reducing_attempt = msg.attempt;
         return 0;
 }

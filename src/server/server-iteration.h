@@ -53,6 +53,7 @@ typedef struct IterationMsg {
 
 typedef struct AggregateMsg {
         uint32_t iteration;
+        uint32_t attempt;               /* 0 from a scheduler that does not number them */
         RingMember *ring;
         size_t n_ring;
 } AggregateMsg;
@@ -72,6 +73,7 @@ typedef struct Training {
         bool seen;                      /* current is set */
 
         uint32_t reducing;              /* the iteration being all-reduced, 0: none */
+        uint32_t reducing_attempt;      /* its AGGREGATE's attempt */
         double *reduce_vec;
         size_t reduce_n;
 } Training;

@@ -152,6 +152,8 @@ static int link_on_register_reply(ServerLink *l, json_object *o) {
 
         (void) sd_event_source_set_time_relative(l->heartbeat_timer, l->heartbeat_usec);
         (void) sd_event_source_set_enabled(l->heartbeat_timer, SD_EVENT_ONESHOT);
+        /* The scheduler must hear again which updates this server holds. */
+        update_log_link_registered(m->updates);
         manager_link_changed(m);
         return 0;
 }
@@ -366,6 +368,11 @@ void server_link_start(ServerLink *l) {
         log_info("Connecting to the scheduler %s.", l->manager->scheduler);
         manager_status(l->manager, "Connecting to the scheduler %s; serving devices.", l->manager->scheduler);
         link_connect(l);
+}
+
+void server_link_reconnect(ServerLink *l) {
+        link_drop(l);
+        link_schedule_reconnect(l, -EPROTO, true);
 }
 
 void server_link_stop(ServerLink *l) {

@@ -44,6 +44,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(ServerLink *, server_link_free);
 void server_link_start(ServerLink *l);
 /* Closes the link without a FINISH: the scheduler sees the server leave. */
 void server_link_stop(ServerLink *l);
+/* Drops the connection and registers again after the back-off. */
+void server_link_reconnect(ServerLink *l);
 
 /* Pure helpers, exposed for the tests. */
 uint64_t server_link_backoff_next(uint64_t usec);

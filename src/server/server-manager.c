@@ -34,6 +34,9 @@ int manager_new(Manager **ret, const FlConfig *c, unsigned index) {
         r = server_sync_init(&m->sync, m);
         if (r < 0)
                 return r;
+        r = update_log_new(&m->updates, m, c->durable_updates);
+        if (r < 0)
+                return r;
 
         *ret = TAKE_PTR(m);
         return 0;
@@ -48,6 +51,7 @@ Manager *manager_free(Manager *m) {
         m->link = NULL;
         server_sync_done(&m->sync);
         pending_clear(m);
+        m->updates = update_log_free(m->updates);
         http_server_free(m->http);
         allreduce_free(m->allreduce);
         training_done(&m->training);

@@ -13,6 +13,7 @@
 #include "server-model.h"
 #include "server-pending.h"
 #include "server-sync.h"
+#include "server-updates.h"
 
 /* One server process: the event loop and everything that runs in it. */
 struct Manager {
@@ -38,6 +39,7 @@ struct Manager {
          * (another server failed) is rolled back to it. */
         ServerModel previous_model;
         Aggregate *aggregate;           /* NULL without a model */
+        UpdateLog *updates;             /* the updates of the iteration, durable (server-updates.c) */
         Training training;
         PendingTable pending;
         AllReduce *allreduce;

@@ -45,6 +45,27 @@ int server_model_set(ServerModel *sm, Model *model, uint32_t iteration, uint8_t 
         return 0;
 }
 
+/* The checkpoint before the newest, as the model to roll back to: the newest
+ * may be one this server aggregated before it died and the scheduler never
+ * committed (sync_compare() then knows it for the cluster's predecessor). */
+static void load_previous(Manager *m) {
+        _cleanup_(checkpoint_done) Checkpoint c = {};
+        _cleanup_(model_freep) Model *model = NULL;
+        _cleanup_free_ uint32_t *iterations = NULL;
+        char problem[160];
+        size_t n = 0;
+        int r;
+
+        r = server_store_list_checkpoints(m->store, &iterations, &n);
+        if (r < 0 || n < 2 || iterations[0] != m->model.iteration || iterations[1] >= m->model.iteration)
+                return;
+        r = server_store_load_checkpoint(m->store, iterations[1], &c);
+        if (r <= 0 || checkpoint_verify(&c, &model, problem, sizeof problem) < 0)
+                return;
+        if (server_model_set(&m->previous_model, TAKE_PTR(model), c.iteration, TAKE_PTR(c.model), c.size) < 0)
+                server_model_done(&m->previous_model);
+}
+
 static int load_from_store(Manager *m, bool *ret_found) {
         _cleanup_(checkpoint_done) Checkpoint c = {};
         _cleanup_(model_freep) Model *model = NULL;
@@ -62,6 +83,7 @@ static int load_from_store(Manager *m, bool *ret_found) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the model of iteration %u: %m", c.iteration);
         *ret_found = true;
+        load_previous(m);
         return 0;
 }
 
@@ -172,6 +194,12 @@ int manager_commit_model(Manager *m, Model *model, uint32_t iteration) {
         if (r < 0) {
                 m->model = old;
                 return r;
+        }
+        if (old.iteration == iteration && m->previous_model.model) {
+                /* Aggregated again (a ring was asked for twice): what it replaces
+                 * is the same uncommitted model, the one before stays. */
+                server_model_done(&old);
+                return 0;
         }
         server_model_done(&m->previous_model);
         m->previous_model = old;

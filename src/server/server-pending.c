@@ -6,6 +6,7 @@
 #include "log.h"
 #include "server-manager.h"
 #include "server-rounds.h"
+#include "server-updates.h"
 #include "util.h"
 #include "wire-protocol.h"
 
@@ -32,6 +33,7 @@ int scheduler_reply_parse(json_object *o, SchedulerReply *ret) {
         (void) json_get_u32(o, "iteration", &r.iteration);
         (void) json_get_u64(o, "next_req_time", &r.next_req_time);
         (void) json_get_u32(o, "data_size", &r.data_size);
+        (void) json_get_bool(o, "keep", &r.keep);
 
         *ret = r;
         return 0;
@@ -69,6 +71,8 @@ Pending *pending_free(Pending *p) {
         if (!p)
                 return NULL;
         pending_unlink(p);
+        if (p->logged)
+                update_log_forget(p->manager->updates, p);
         sd_event_source_disable_unref(p->timer);
         fl_request_update_model_done(&p->update);
         free(p->ordered);
@@ -81,8 +85,25 @@ static const char *pending_what(const Pending *p) {
         return p->kind == PENDING_ADMIT ? "startFLJob" : "updateModel";
 }
 
+static bool pending_linked(const Pending *p) {
+        return p->prev || p->manager->pending.head == p;
+}
+
 static int pending_timeout_handler(sd_event_source *s, uint64_t usec, void *userdata) {
         Pending *p = userdata;
+
+        if (p->kind == PENDING_UPDATE && pending_linked(p) && update_log_durable(p->manager->updates)) {
+                /* Its verdict still counts: the update is in the log, which sums it
+                 * if the scheduler says it is ours. The device hears now. */
+                log_warning("The scheduler did not answer the updateModel of device %s within %" PRIu64 "s; "
+                            "answering SystemError (the device may retry; it is counted once).", strna(p->fl_id),
+                            (uint64_t) PENDING_TIMEOUT_USEC / USEC_PER_SEC);
+                (void) rounds_answer_failure(p, FL_SYSTEM_ERROR, "The scheduler did not answer in time; retry later.");
+                p->http = NULL;
+                fl_request_update_model_done(&p->update);
+                p->ordered = mfree(p->ordered);
+                return 0;
+        }
 
         log_warning("The scheduler did not answer the %s of device %s within %" PRIu64 "s; answering SystemError.",
                     pending_what(p), strna(p->fl_id), (uint64_t) PENDING_TIMEOUT_USEC / USEC_PER_SEC);
@@ -91,38 +112,44 @@ static int pending_timeout_handler(sd_event_source *s, uint64_t usec, void *user
         return 0;
 }
 
-int pending_submit(Manager *m, Pending *p, uint8_t type, json_object *msg) {
-        _cleanup_(pending_freep) Pending *owned = p;
-        PendingTable *t = &m->pending;
-        uint32_t req;
+int pending_park(Manager *m, Pending *p) {
         int r;
 
         if (!m->link->conn || !m->link->registered)
                 return -ENOTCONN;
-
-        req = t->next_req++;
-        if (json_object_object_add(msg, "req", json_object_new_int64(req)) < 0)
-                return -ENOMEM;
         r = sd_event_add_time_relative(m->event, &p->timer, CLOCK_MONOTONIC, PENDING_TIMEOUT_USEC, USEC_PER_MSEC,
                                        pending_timeout_handler, p);
         if (r < 0)
                 return r;
         (void) sd_event_source_set_description(p->timer, "pending-deadline");
+        p->started_usec = now_usec(CLOCK_MONOTONIC);
+        return http_defer(p->http);
+}
 
-        /* Deferred before sending: once the scheduler has it, it will be answered. */
-        r = http_defer(p->http);
-        if (r < 0)
-                return r;
+void pending_send(Manager *m, Pending *p, uint8_t type, json_object *msg) {
+        _cleanup_(pending_freep) Pending *owned = p;
+        PendingTable *t = &m->pending;
+        uint32_t req;
+        int r;
+
+        if (!m->link->conn || !m->link->registered) {
+                /* Lost the scheduler meanwhile: the device retries. */
+                (void) rounds_answer_text(p->http, FL_SAFEMODE_TEXT);
+                return;
+        }
+        req = t->next_req++;
+        if (json_object_object_add(msg, "req", json_object_new_int64(req)) < 0) {
+                (void) rounds_answer_failure(p, FL_SYSTEM_ERROR, "Out of memory.");
+                return;
+        }
         r = conn_send_json(m->link->conn, type, msg);
         if (r < 0) {
-                /* Deferred already: the answer goes out through the deferral. */
                 log_warning_errno(r, "Failed to ask the scheduler about a %s: %m", pending_what(p));
                 (void) rounds_answer_failure(p, FL_SYSTEM_ERROR, "The server could not reach the scheduler.");
-                return 0;
+                return;
         }
 
         p->req = req;
-        p->started_usec = now_usec(CLOCK_MONOTONIC);
         p->prev = t->tail;
         if (t->tail)
                 t->tail->next = p;
@@ -131,6 +158,17 @@ int pending_submit(Manager *m, Pending *p, uint8_t type, json_object *msg) {
         t->tail = p;
         t->n++;
         TAKE_PTR(owned);
+}
+
+int pending_submit(Manager *m, Pending *p, uint8_t type, json_object *msg) {
+        _cleanup_(pending_freep) Pending *owned = p;
+        int r;
+
+        r = pending_park(m, p);
+        if (r < 0)
+                return r;
+        /* Deferred now: from here on the answer goes out through the deferral. */
+        pending_send(m, TAKE_PTR(owned), type, msg);
         return 0;
 }
 
@@ -152,21 +190,30 @@ int pending_on_reply(Manager *m, uint8_t type, json_object *o) {
         if (r < 0)
                 return log_warning_errno(r, "The scheduler %s sent a %s reply that cannot be read.", m->scheduler,
                                          kind == PENDING_ADMIT ? "startFLJob" : "updateModel");
+        if (kind == PENDING_UPDATE && update_log_on_reply(m->updates, &reply, reply.keep) > 0)
+                return 0;       /* a replayed update */
 
         p = pending_find(&m->pending, reply.req);
         if (!p || p->kind != kind) {
                 TAKE_PTR(p);
-                /* Its device got SystemError at the deadline. An accepted update is
-                 * counted by the scheduler but not in our sum: say so. */
-                if (kind == PENDING_UPDATE && reply.state == REPLY_OK && reply.retcode == FL_SUCCEED)
-                        log_warning("The scheduler accepted an update (req %u) after its deadline; it is not in "
-                                    "this server's sum of iteration %u.", reply.req, reply.iteration);
+                /* Its device got SystemError at the deadline. An update counted for
+                 * this server is in its log: the next replay (at the latest) sums it. */
+                if (kind == PENDING_UPDATE && reply.state == REPLY_OK && reply.retcode == FL_SUCCEED && reply.keep)
+                        log_warning("The scheduler counted an update (req %u) after its deadline; it is in the "
+                                    "update log but not in the running sum of iteration %u until the next "
+                                    "registration replays it.", reply.req, reply.iteration);
                 else
                         log_debug("Ignoring a late scheduler reply (req %u).", reply.req);
                 return 0;
         }
         pending_unlink(p);
 
+        if (!p->http) {
+                /* Answered at its deadline: only the sum cares. */
+                if (reply.state == REPLY_OK)
+                        (void) update_log_verdict(m->updates, p, &reply, reply.keep);
+                return 0;
+        }
         if (reply.state == REPLY_SAFEMODE)
                 (void) rounds_answer_text(p->http, FL_SAFEMODE_TEXT);
         else if (reply.state == REPLY_DISABLED)
@@ -188,7 +235,8 @@ void pending_fail_all(Manager *m) {
                 Pending *p = t->head;
 
                 pending_unlink(p);
-                (void) rounds_answer_text(p->http, FL_SAFEMODE_TEXT);
+                if (p->http)
+                        (void) rounds_answer_text(p->http, FL_SAFEMODE_TEXT);
                 pending_free(p);
         }
 }

@@ -39,6 +39,7 @@ typedef struct SchedulerReply {
         uint32_t iteration;
         uint64_t next_req_time;         /* Unix ms, 0 if not given */
         uint32_t data_size;             /* of the device; 0 if not given */
+        bool keep;                      /* update: this server holds it (sum it) */
 } SchedulerReply;
 
 /* -EBADMSG when "req" or "state" is missing or mistyped, or an ok reply
@@ -61,6 +62,8 @@ struct Pending {
          * lives until the request is answered. */
         FlRequestUpdateModel update;
         const float **ordered;          /* the update's tensors in model order */
+        uint64_t digest;                /* aggregate_digest() of them */
+        bool logged;                    /* waiting in the update log's next commit */
 };
 
 typedef struct PendingTable {
@@ -75,10 +78,15 @@ Pending *pending_new(Manager *m, PendingKind kind, HttpRequest *http);
 Pending *pending_free(Pending *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Pending *, pending_free);
 
-/* Defers p's HTTP request and sends msg (a "req" is added) as a frame of
- * type: from here on the table owns p and answers it. Only from inside the
- * HTTP handler. On failure p is freed and the request is still the
- * caller's to answer (nothing was sent). */
+/* Defers p's HTTP request and starts its deadline; only from inside the
+ * HTTP handler. On failure the request is still the caller's to answer. */
+int pending_park(Manager *m, Pending *p);
+/* Sends msg (a "req" is added) about a parked p as a frame of type: from
+ * here on the table owns p and answers it. Takes p also on failure (its
+ * device is then answered). */
+void pending_send(Manager *m, Pending *p, uint8_t type, json_object *msg);
+/* Both. On failure p is freed and the request is still the caller's to
+ * answer (nothing was sent). */
 int pending_submit(Manager *m, Pending *p, uint8_t type, json_object *msg);
 
 /* A WIRE_ADMIT_REPLY or WIRE_UPDATE_REPLY: answers its device. Negative

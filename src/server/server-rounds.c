@@ -8,6 +8,7 @@
 #include "server-manager.h"
 #include "server-rounds.h"
 #include "server-store.h"
+#include "server-updates.h"
 #include "util.h"
 #include "wire-protocol.h"
 
@@ -49,6 +50,9 @@ static const char *rounds_closed(const Manager *m) {
                 return FL_SAFEMODE_TEXT;
         /* This server's model is not the cluster's: it is taking it from a peer. */
         if (manager_model_syncing(m))
+                return FL_SAFEMODE_TEXT;
+        /* Telling the scheduler which updates it holds, rebuilding its sum. */
+        if (update_log_replaying(m->updates))
                 return FL_SAFEMODE_TEXT;
         return NULL;
 }
@@ -215,7 +219,6 @@ static int answer_update(HttpRequest *req, const Manager *m, int32_t retcode, co
 
 int rounds_update_model(HttpRequest *req, void *userdata) {
         _cleanup_(pending_freep) Pending *p = NULL;
-        _cleanup_(json_object_putp) json_object *o = NULL;
         char reason[FL_REASON_MAX] = "";
         Manager *m = userdata;
         uint32_t current = current_iteration(m);
@@ -265,47 +268,40 @@ int rounds_update_model(HttpRequest *req, void *userdata) {
         if (r < 0)
                 return answer_update(req, m, FL_REQUEST_ERROR, reason, 0);
 
-        p->fl_id = strdup(p->update.fl_id);
-        o = json_object_new_object();
-        if (!p->fl_id || !o ||
-            json_object_object_add(o, "fl_id", json_object_new_string(p->update.fl_id)) < 0 ||
-            json_object_object_add(o, "iteration", json_object_new_int64(current)) < 0)
-                return answer_update(req, m, FL_SYSTEM_ERROR, "Out of memory.", 0);
+        p->digest = aggregate_digest(m->aggregate, p->ordered);
+        r = update_log_lookup(m->updates, current, p->update.fl_id, p->digest);
+        if (r > 0)
+                /* Its answer was lost: the same update is in the sum already. */
+                return answer_update(req, m, FL_SUCCEED, "The update was already accepted.", 0);
+        if (r == -EEXIST) {
+                snprintf(reason, sizeof reason, "Device %.64s already sent a different update in iteration %u.",
+                         p->update.fl_id, current);
+                return answer_update(req, m, FL_REPEAT_REQUEST, reason, 0);
+        }
 
-        r = pending_submit(m, TAKE_PTR(p), WIRE_UPDATE, o);
+        p->fl_id = strdup(p->update.fl_id);
+        if (!p->fl_id)
+                return answer_update(req, m, FL_SYSTEM_ERROR, "Out of memory.", 0);
+        r = pending_park(m, p);
         if (r < 0) {
-                log_warning_errno(r, "Failed to ask the scheduler about an update: %m");
+                log_warning_errno(r, "Failed to hold an update for the scheduler: %m");
                 return answer_update(req, m, FL_SYSTEM_ERROR, "The server could not reach the scheduler.", 0);
         }
+        /* Durable first (group commit), then the scheduler is asked. */
+        update_log_submit(m->updates, TAKE_PTR(p));
         return 0;
 }
 
 int rounds_answer_update(Manager *m, Pending *p, const SchedulerReply *reply) {
-        Aggregate *a = m->aggregate;
-        int r;
+        int32_t retcode = update_log_verdict(m->updates, p, reply, reply->keep);
 
-        if (reply->retcode != FL_SUCCEED)
-                return answer_update(p->http, m, (int32_t) reply->retcode, reply->reason, reply->next_req_time);
-
-        /* Replies come in order, before the scheduler moves on: the sum is still this iteration's. */
-        if (!a || a->iteration != p->iteration || reply->iteration != p->iteration || reply->data_size == 0) {
-                log_error("The scheduler accepted the update of device %s for iteration %u (data_size %u), but this "
-                          "server sums iteration %u; the update is not in the sum.", p->fl_id, reply->iteration,
-                          reply->data_size, a ? a->iteration : 0);
-                return answer_update(p->http, m, FL_SYSTEM_ERROR, "The iteration changed while the update was "
-                                     "being accepted.", reply->next_req_time);
-        }
-        r = aggregate_add_checked(a, p->ordered, reply->data_size);
-        if (r < 0) {
-                log_error_errno(r, "Failed to add the update of device %s to the sum of iteration %u: %m",
-                                p->fl_id, a->iteration);
-                return answer_update(p->http, m, FL_SYSTEM_ERROR, "The update could not be added.",
+        if (retcode == FL_SUCCEED)
+                return answer_update(p->http, m, FL_SUCCEED, reply->reason[0] ? reply->reason : "Update accepted.",
                                      reply->next_req_time);
-        }
-        log_debug("Update of device %s added to iteration %u (%u updates, data_size %" PRIu64 ").", p->fl_id,
-                  a->iteration, a->updates, a->data_size);
-        return answer_update(p->http, m, FL_SUCCEED, reply->reason[0] ? reply->reason : "Update accepted.",
-                             reply->next_req_time);
+        if (reply->retcode == FL_SUCCEED)
+                return answer_update(p->http, m, retcode, "The update could not be added; retry later.",
+                                     reply->next_req_time);
+        return answer_update(p->http, m, retcode, reply->reason, reply->next_req_time);
 }
 
 int rounds_answer_failure(Pending *p, int32_t retcode, const char *reason) {

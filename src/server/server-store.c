@@ -18,6 +18,15 @@ static const char *const migrations[] = {
         "  checksum TEXT NOT NULL,"
         "  created_ms INTEGER NOT NULL,"
         "  saved INTEGER NOT NULL)",
+        /* The update log (server-updates.c): every update this server took in
+         * the iterations the scheduler has not moved on from, durable before
+         * the scheduler counts it. */
+        "CREATE TABLE updates ("
+        "  iteration INTEGER NOT NULL,"
+        "  fl_id TEXT NOT NULL,"
+        "  digest TEXT NOT NULL,"
+        "  body BLOB NOT NULL,"
+        "  PRIMARY KEY (iteration, fl_id, digest))",
 };
 
 void server_store_name(char ret[static SERVER_STORE_NAME_MAX], uint16_t port) {
@@ -256,4 +265,103 @@ int server_store_load_newest_good(sqlite3 *db, const char *path, Checkpoint *ret
                 return 1;
         }
         return 0;
+}
+
+/* ---- The update log ----------------------------------------------------------- */
+
+int server_store_put_update(sqlite3 *db, sqlite3_stmt **cache, uint32_t iteration, const char *fl_id,
+                            const char *digest, const uint8_t *body, size_t size) {
+        int r;
+
+        if (!*cache) {
+                r = store_prepare(db, cache, "INSERT OR REPLACE INTO updates (iteration, fl_id, digest, body) "
+                                             "VALUES (?, ?, ?, ?)");
+                if (r < 0)
+                        return r;
+        }
+        sqlite3_reset(*cache);
+        sqlite3_bind_int64(*cache, 1, iteration);
+        sqlite3_bind_text(*cache, 2, fl_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(*cache, 3, digest, -1, SQLITE_STATIC);
+        sqlite3_bind_blob64(*cache, 4, body, size, SQLITE_STATIC);
+        r = store_errno(sqlite3_step(*cache));
+        sqlite3_clear_bindings(*cache);
+        return r;
+}
+
+int server_store_delete_update(sqlite3 *db, uint32_t iteration, const char *fl_id, const char *digest) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_prepare(db, &st, "DELETE FROM updates WHERE iteration = ? AND fl_id = ? AND digest = ?");
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(st, 1, iteration);
+        sqlite3_bind_text(st, 2, fl_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, digest, -1, SQLITE_STATIC);
+        return store_errno(sqlite3_step(st));
+}
+
+int server_store_keep_updates_of(sqlite3 *db, uint32_t iteration) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = store_prepare(db, &st, "DELETE FROM updates WHERE iteration != ?");
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(st, 1, iteration);
+        return store_errno(sqlite3_step(st));
+}
+
+int server_store_foreach_update(sqlite3 *db, uint32_t iteration, server_store_update_t f, void *userdata) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int rc, r;
+
+        r = store_prepare(db, &st, "SELECT fl_id, digest, body FROM updates WHERE iteration = ? ORDER BY rowid");
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(st, 1, iteration);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *fl_id = (const char *) sqlite3_column_text(st, 0);
+                const char *digest = (const char *) sqlite3_column_text(st, 1);
+                const void *body = sqlite3_column_blob(st, 2);
+                int size = sqlite3_column_bytes(st, 2);
+
+                r = f(fl_id ?: "", digest ?: "", body, size > 0 ? (size_t) size : 0, userdata);
+                if (r < 0)
+                        return r;
+        }
+        return store_errno(rc);
+}
+
+int server_store_load_update(sqlite3 *db, uint32_t iteration, const char *fl_id, const char *digest,
+                             uint8_t **ret, size_t *ret_size) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        const void *body;
+        uint8_t *copy;
+        int rc, r, size;
+
+        r = store_prepare(db, &st, "SELECT body FROM updates WHERE iteration = ? AND fl_id = ? AND digest = ?");
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(st, 1, iteration);
+        sqlite3_bind_text(st, 2, fl_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, digest, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                return 0;
+        if (rc != SQLITE_ROW)
+                return store_errno(rc);
+        body = sqlite3_column_blob(st, 0);
+        size = sqlite3_column_bytes(st, 0);
+        if (!body || size <= 0)
+                return -EUCLEAN;
+        /* malloc()ed: the FlatBuffers reader wants an aligned buffer. */
+        copy = malloc((size_t) size);
+        if (!copy)
+                return -ENOMEM;
+        memcpy(copy, body, (size_t) size);
+        *ret = copy;
+        *ret_size = (size_t) size;
+        return 1;
 }

@@ -12,8 +12,10 @@
  * section (conf_server_db_path()). It holds the model checkpoints: the model each finished
  * iteration produced, as FeatureMapList bytes, the newest `checkpoint_keep`
  * of them. A checkpoint is committed (synchronous=FULL) before the server
- * tells the scheduler it holds the model. The schema moves by migrations,
- * so the recovery state (an update log) is a later migration beside it. */
+ * tells the scheduler it holds the model. Beside them, the update log
+ * (server-updates.c): the bodies of the updates taken in the current
+ * iteration, keyed by iteration, fl_id and digest. The schema moves by
+ * migrations. */
 
 #define SERVER_STORE_NAME_MAX 64
 
@@ -56,3 +58,20 @@ int checkpoint_verify(const Checkpoint *c, Model **ret_model, char *problem, siz
 int server_store_load_newest_good(sqlite3 *db, const char *path, Checkpoint *ret, Model **ret_model);
 /* The iterations held, last written first (malloc()ed; NULL when none). */
 int server_store_list_checkpoints(sqlite3 *db, uint32_t **ret, size_t *ret_n);
+
+/* ---- The update log ---- */
+
+/* Within a transaction the caller holds; *cache keeps the statement. */
+int server_store_put_update(sqlite3 *db, sqlite3_stmt **cache, uint32_t iteration, const char *fl_id,
+                            const char *digest, const uint8_t *body, size_t size);
+int server_store_delete_update(sqlite3 *db, uint32_t iteration, const char *fl_id, const char *digest);
+/* Deletes the updates of every other iteration. */
+int server_store_keep_updates_of(sqlite3 *db, uint32_t iteration);
+typedef int (*server_store_update_t)(const char *fl_id, const char *digest, const void *body, size_t size,
+                                     void *userdata);
+/* Calls f for each update of iteration in the order they were logged; a
+ * negative return stops and is returned. */
+int server_store_foreach_update(sqlite3 *db, uint32_t iteration, server_store_update_t f, void *userdata);
+/* 1 and a malloc()ed copy of the body, 0 when there is no such row. */
+int server_store_load_update(sqlite3 *db, uint32_t iteration, const char *fl_id, const char *digest,
+                             uint8_t **ret, size_t *ret_size);

@@ -15,6 +15,7 @@ typedef enum ConfType {
         CONF_STRING,
         CONF_U32,
         CONF_DOUBLE,
+        CONF_BOOL,
 } ConfType;
 
 typedef struct ConfOption {
@@ -29,6 +30,7 @@ typedef struct ConfOption {
 #define U32(n, lo, hi, r, h) { #n, CONF_U32, offsetof(FlConfig, n), lo, hi, r, h }
 #define STR(n, r, h) { #n, CONF_STRING, offsetof(FlConfig, n), 0, 0, r, h }
 #define DBL(n, lo, hi, r, h) { #n, CONF_DOUBLE, offsetof(FlConfig, n), lo, hi, r, h }
+#define BOOL(n, r, h) { #n, CONF_BOOL, offsetof(FlConfig, n), 0, 1, r, h }
 
 static const ConfOption options[] = {
         STR(scheduler_ip, CONF_ROLE_ALL, "Address of the scheduler (default 127.0.0.1)"),
@@ -59,6 +61,7 @@ static const ConfOption options[] = {
         STR(model_path, CONF_ROLE_SERVER, "Initial model, a FeatureMapList file (fl-client init-model writes one)"),
         U32(checkpoint_keep, 1, 100000, CONF_ROLE_SERVER, "Model checkpoints kept (default 3)"),
         U32(max_request_size_mb, 1, 4096, CONF_ROLE_SERVER, "Largest device request body in MiB (default 64)"),
+        BOOL(durable_updates, CONF_ROLE_SERVER, "Log each update durably before acknowledging it (default true)"),
 };
 
 static const ConfOption *option_find(const char *key) {
@@ -87,6 +90,7 @@ int conf_init(FlConfig *c) {
                 .client_learning_rate = 0.001,
                 .checkpoint_keep = 3,
                 .max_request_size_mb = 64,
+                .durable_updates = true,
         };
         c->scheduler_ip = strdup("127.0.0.1");
         c->fl_name = strdup("Lenet");
@@ -155,7 +159,17 @@ int conf_set(FlConfig *c, const char *key, const char *value) {
                 return log_error_errno(-ENOENT, "Unknown option '%s'.", key);
         if (o->type == CONF_STRING)
                 r = option_set_string(c, o, value, error, sizeof error);
-        else if (o->type == CONF_DOUBLE) {
+        else if (o->type == CONF_BOOL) {
+                bool *p = (bool *) ((uint8_t *) c + o->offset);
+
+                if (streq(value, "true") || streq(value, "yes") || streq(value, "1"))
+                        *p = true;
+                else if (streq(value, "false") || streq(value, "no") || streq(value, "0"))
+                        *p = false;
+                else
+                        return log_error_errno(-EINVAL, "Invalid value for %s: '%s' is not true or false.", key, value);
+                r = 0;
+        } else if (o->type == CONF_DOUBLE) {
                 if (safe_atod(value, &d) < 0)
                         return log_error_errno(-EINVAL, "Invalid value for %s: '%s' is not a number.", key, value);
                 r = option_set_double(c, o, d, error, sizeof error);
@@ -181,6 +195,12 @@ int conf_apply_json_value(FlConfig *c, const char *key, json_object *value, char
                 if (!json_object_is_type(value, json_type_string))
                         return REFUSE(-EINVAL, "The value of %s must be a string.", key);
                 return option_set_string(c, o, json_object_get_string(value), error, size);
+        }
+        if (o->type == CONF_BOOL) {
+                if (!json_object_is_type(value, json_type_boolean))
+                        return REFUSE(-EINVAL, "The value of %s must be true or false.", key);
+                *(bool *) ((uint8_t *) c + o->offset) = json_object_get_boolean(value);
+                return 0;
         }
         if (o->type == CONF_DOUBLE) {
                 if (!json_object_is_type(value, json_type_double) && !json_object_is_type(value, json_type_int))
@@ -355,7 +375,8 @@ void conf_help(FILE *f, ConfRole role, const char *program, const char *summary)
                         continue;
                 fprintf(f, "     --%s=%-*s %s\n", options[i].name,
                         (int) (28 - strlen(options[i].name)),
-                        options[i].type == CONF_STRING ? "STR" : options[i].type == CONF_DOUBLE ? "X" : "N",
+                        options[i].type == CONF_STRING ? "STR" : options[i].type == CONF_DOUBLE ? "X" :
+                        options[i].type == CONF_BOOL ? "BOOL" : "N",
                         options[i].help);
         }
         fprintf(f, "\nSee %s(8) and flcluster.conf(5).\n", program);

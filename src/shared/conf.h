@@ -50,6 +50,7 @@ typedef struct FlConfig {
         char *model_path;
         uint32_t checkpoint_keep;
         uint32_t max_request_size_mb;
+        bool durable_updates;           /* the update log (server-updates.c) */
 
         /* The file's "recovery" section (MindSpore's; not command-line options):
          * where the databases are. Without it, the state directory. */

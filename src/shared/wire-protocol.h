@@ -42,10 +42,17 @@
  * server -> scheduler
  *   WIRE_ADMIT         {"req":u, "fl_id":s, "iteration":u, "data_size":u}
  *                      a device's startFLJob (already validated by the server).
- *   WIRE_UPDATE        {"req":u, "fl_id":s, "iteration":u}
- *                      a device's updateModel, validated against the model;
- *                      the server adds it to its running sum only once the
- *                      scheduler accepts it.
+ *   WIRE_UPDATE        {"req":u, "fl_id":s, "iteration":u, "digest":s}
+ *                      a device's updateModel, validated against the model
+ *                      and already durable in the server's update log;
+ *                      digest is aggregate_digest() of its tensors (16 hex
+ *                      digits). The server adds it to its running sum only
+ *                      once the scheduler says to keep it.
+ *   WIRE_REPLAYED      {"iteration":u}
+ *                      sent once after each registration, after a
+ *                      WIRE_UPDATE for every update of "iteration" in the
+ *                      server's log: it holds those and no others. Until it
+ *                      has said so it is in no aggregation ring.
  *   WIRE_AGGREGATE_DONE {"iteration":u, "checksum":s, "data_size":u64,
  *                        "updates":u}
  *                      the server holds (and has checkpointed) the new model
@@ -59,11 +66,20 @@
  *                      which is not counted twice), OutOfTime (threshold
  *                      reached, window closed, wrong iteration).
  *   WIRE_UPDATE_REPLY  {"req":u, "state":s, "retcode":u, "reason":s,
- *                       "iteration":u, "next_req_time":u64, "data_size":u}
- *                      SUCCEED (accepted: add it; data_size is the device's
- *                      from its startFLJob), NotSelected (not admitted in
- *                      this iteration), RepeatRequest (already accepted),
- *                      OutOfTime (wrong iteration, window closed).
+ *                       "iteration":u, "next_req_time":u64, "data_size":u,
+ *                       "keep":b}
+ *                      SUCCEED with keep (counted for this server: sum it,
+ *                      once; data_size is the device's from its startFLJob),
+ *                      SUCCEED without keep (the same update is counted for
+ *                      another server: answer the device, drop it here),
+ *                      NotSelected (not admitted in this iteration),
+ *                      RepeatRequest (a different update of the device is
+ *                      counted), OutOfTime (wrong iteration, window closed).
+ *                      A WIRE_UPDATE of an update already counted (same
+ *                      fl_id and digest) is answered SUCCEED again and not
+ *                      counted twice; asked by another server while the
+ *                      holder is disconnected and updates are collected,
+ *                      it moves to the asking server (scheduler-iteration.h).
  *   WIRE_ITERATION     {"iteration":u, "phase":s, "abandoned":u,
  *                       "next_req_time":u64, "job":{fl_name, fl_iteration_num,
  *                       start_fl_job_threshold, update_model_ratio,
@@ -77,13 +93,18 @@
  *                      "abandoned" is non-zero when the iteration of that
  *                      number ended without a new model: servers drop their
  *                      running sums of it.
- *   WIRE_AGGREGATE     {"iteration":u, "ring":[{"rank":u, "node_id":s,
- *                       "address":s, "peer_port":u}, ...]}
+ *   WIRE_AGGREGATE     {"iteration":u, "attempt":u, "ring":[{"rank":u,
+ *                       "node_id":s, "address":s, "peer_port":u}, ...]}
  *                      end the iteration: all-reduce the running sums and the
  *                      data_size total over the ring (in this order), compute
  *                      and checkpoint the new model, answer AGGREGATE_DONE.
- *                      When every server has answered with the same checksum
- *                      the scheduler commits iteration+1 (WIRE_ITERATION).
+ *                      When every server has answered with the same checksum,
+ *                      and updates and data_size are what it counted, the
+ *                      scheduler commits iteration+1 (WIRE_ITERATION). A
+ *                      ring that loses a member is asked for again, with a
+ *                      new attempt number, once the member is back (or
+ *                      without it once it is declared dead); a server
+ *                      stops an all-reduce of an older attempt.
  *
  * ---- Elastic scaling (management-api.md: scaleout, scalein) ----
  *
@@ -133,6 +154,7 @@ enum {
         WIRE_AGGREGATE = 13,
         WIRE_AGGREGATE_DONE = 14,
         WIRE_SYNCED = 15,
+        WIRE_REPLAYED = 16,
 
         /* 32 and above: between servers (server-allreduce.c). */
         _WIRE_PEER_FIRST = 32,

@@ -86,7 +86,7 @@ class FakeScheduler(threading.Thread):
             elif ftype == UPDATE:
                 self.send(UPDATE_REPLY, {"req": msg["req"], "state": "ok", "retcode": 200, "reason": "",
                                          "iteration": 1, "next_req_time": 0,
-                                         "data_size": self.data_size[msg["fl_id"]]})
+                                         "data_size": self.data_size[msg["fl_id"]], "keep": True})
             elif ftype == AGGREGATE_DONE:
                 self.done.append(msg)
 

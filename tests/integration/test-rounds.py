@@ -68,8 +68,12 @@ def main(t):
     t.check(r.retcode == 200, "dev-a (admitted on server 1) updates on server 2", r)
     t.check(status(u2).get("updates") == 1 and status(u2).get("data_size") == 30, "server 2 summed it", status(u2))
     r = proto.update_model(u1, "Lenet", "dev-a", 1, up_a)
-    t.check(r.retcode == 202, "its repeat on server 1 is RepeatRequest", r)
+    t.check(r.retcode == 200, "the same update again on server 1 is SUCCEED (its answer may have been lost)", r)
     t.check(status(u1).get("updates") == 0, "and server 1 summed nothing", status(u1))
+    r = proto.update_model(u1, "Lenet", "dev-a", 1, upload(INITIAL, 0.03, 30))
+    t.check(r.retcode == 202, "a different update of dev-a is RepeatRequest", r)
+    t.check(status(u1).get("updates") == 0 and status(u2).get("updates") == 1, "and nothing more is summed",
+            (status(u1), status(u2)))
     r = proto.update_model(u1, "Lenet", "dev-b", 1, up_b)
     t.check(r.retcode == 200, "dev-b (admitted on server 2) updates on server 1", r)
 

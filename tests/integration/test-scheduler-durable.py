@@ -45,8 +45,11 @@ def main(t):
     r = proto.start_fl_job(u0, "Lenet", "d4", 5)
     t.check(r.retcode == 300 and not r.msg.get("is_selected"),
             "d4 is turned away: the threshold counted the devices admitted before the kill", r)
+    r = proto.update_model(u0, "Lenet", "d1", 1, upload(INITIAL, 0.7, 10))
+    t.check(r.retcode == 202, "a different update of d1 is a repeat: the count survived", r)
     r = proto.update_model(u0, "Lenet", "d1", 1, up1)
-    t.check(r.retcode == 202, "d1's update is a repeat: the count survived", r)
+    t.check(r.retcode == 200 and "already accepted" in (r.msg.get("reason") or ""),
+            "d1's update sent again (its answer lost) is answered SUCCEED, not counted again", r)
     t.check(proto.update_model(u0, "Lenet", "d2", 1, up2).retcode == 200, "d2's update is acknowledged")
     t.check(proto.update_model(u1, "Lenet", "d3", 1, up3).retcode == 200, "d3's update is acknowledged")
     t.require(harness.wait_until(lambda: tc.state().get("iteration") == 2, 20), "iteration 1 completes",

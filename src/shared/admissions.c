@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <string.h>
 
-#include "scheduler-admissions.h"
+#include "admissions.h"
 
 void admissions_init(Admissions *a) {
         *a = (Admissions) {};
@@ -80,7 +80,9 @@ int admissions_add(Admissions *a, const char *fl_id, uint32_t data_size, Admissi
         if (!s->fl_id)
                 return -ENOMEM;
         s->data_size = data_size;
-        s->updated = false;
+        s->updated = s->confirmed = false;
+        s->owner = 0;
+        s->digest = 0;
         a->n_entries++;
         if (ret)
                 *ret = s;
