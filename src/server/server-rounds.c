@@ -44,9 +44,10 @@ static const char *rounds_closed(const Manager *m) {
                 return FL_DISABLED_TEXT;
         if (l->view.cluster_state == CLUSTER_DISABLE_FLS)
                 return FL_DISABLED_TEXT;
-        /* Devices keep being served while the cluster scales (as the scheduler's gate says). */
+        /* Devices keep being served while the cluster scales, and while a dead
+         * server is awaited (as the scheduler's gate says). */
         if (!l->conn || !l->registered || !m->training.known ||
-            !IN_SET(l->view.cluster_state, CLUSTER_READY, CLUSTER_SCALE_OUT, CLUSTER_SCALE_IN))
+            !IN_SET(l->view.cluster_state, CLUSTER_READY, CLUSTER_SCALE_OUT, CLUSTER_SCALE_IN, NODE_TIMEOUT))
                 return FL_SAFEMODE_TEXT;
         /* This server's model is not the cluster's: it is taking it from a peer. */
         if (manager_model_syncing(m))
