@@ -54,6 +54,10 @@ static int rest_get_state(HttpRequest *req, void *userdata) {
         json_object_object_add(o, "iteration_phase", json_object_new_string(
                                        m->iteration.number > 0 ? iteration_phase_to_string(m->iteration.phase) : "WAITING"));
         json_object_object_add(o, "fl_iteration_num", json_object_new_int64(m->job.fl_iteration_num));
+        /* The running iteration's counts: devices admitted, updates counted. */
+        json_object_object_add(o, "admitted", json_object_new_int64((int64_t) m->iteration.admissions.n_entries));
+        json_object_object_add(o, "updates", json_object_new_int64(m->iteration.n_updated));
+        json_object_object_add(o, "update_threshold", json_object_new_int64(job_update_threshold(&m->job)));
         return http_reply_json(req, 200, o);
 }
 
