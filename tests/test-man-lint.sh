@@ -20,8 +20,9 @@ render() {
 # Option names of a role, from lines like
 #   U32(fl_server_port, 1, 65535, CONF_ROLE_SERVER, "...")
 #   STR(node_id, CONF_ROLE_SERVER, "...")
+#   BOOL(durable_updates, CONF_ROLE_SERVER, "...")
 options_of() {
-        sed -nE "s/^[[:space:]]*(STR|U32)\(([a-z_]+),.*CONF_ROLE_($1|ALL)\b.*/\2/p" "$conf"
+        sed -nE "s/^[[:space:]]*(STR|U32|DBL|BOOL)\(([a-z_]+),.*CONF_ROLE_($1|ALL)\b.*/\2/p" "$conf"
 }
 
 n_pages=0
