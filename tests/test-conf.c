@@ -155,6 +155,26 @@ static void test_job_parameters(void **state) {
         conf_done(&c);
 }
 
+static void test_booleans(void **state) {
+        FlConfig c;
+
+        assert_int_equal(conf_init(&c), 0);
+        assert_true(c.durable_updates);
+        assert_int_equal(conf_set(&c, "durable_updates", "false"), 0);
+        assert_false(c.durable_updates);
+        assert_int_equal(conf_set(&c, "durable_updates", "1"), 0);
+        assert_true(c.durable_updates);
+        assert_true(conf_set(&c, "durable_updates", "maybe") < 0);
+        assert_true(c.durable_updates);
+        assert_int_equal(conf_apply_json_text(&c, "{\"durable_updates\": false}", "x"), 0);
+        assert_false(c.durable_updates);
+        /* JSON says true or false, not strings or numbers. */
+        assert_true(conf_apply_json_text(&c, "{\"durable_updates\": \"true\"}", "x") < 0);
+        assert_true(conf_apply_json_text(&c, "{\"durable_updates\": 1}", "x") < 0);
+        assert_false(c.durable_updates);
+        conf_done(&c);
+}
+
 static void test_state_dir(void **state) {
         FlConfig c;
 
@@ -329,6 +349,7 @@ int main(void) {
                 cmocka_unit_test(test_argv_refusals),
                 cmocka_unit_test(test_role_options),
                 cmocka_unit_test(test_job_parameters),
+                cmocka_unit_test(test_booleans),
                 cmocka_unit_test(test_state_dir),
                 cmocka_unit_test(test_recovery_section),
                 cmocka_unit_test(test_recovery_path_with_port),

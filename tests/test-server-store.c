@@ -351,6 +351,64 @@ static void test_damaged_database(void **state) {
         assert_null(db);
 }
 
+typedef struct Seen {
+        char fl_ids[8][16];
+        size_t n;
+} Seen;
+
+static int collect(const char *fl_id, const char *digest, const void *body, size_t size, void *userdata) {
+        Seen *s = userdata;
+
+        assert_true(s->n < 8);
+        assert_int_equal(size, 5);
+        assert_memory_equal(body, fl_id, 2);    /* each body starts with its fl_id */
+        strcpy(s->fl_ids[s->n++], fl_id);
+        return 0;
+}
+
+static void test_update_log(void **state) {
+        Fixture *f = *state;
+        _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
+        _cleanup_stmt_ sqlite3_stmt *put = NULL;
+        _cleanup_free_ uint8_t *body = NULL;
+        Seen seen = {};
+        size_t size;
+
+        assert_int_equal(server_store_open(&db, f->path), 0);
+        assert_int_equal(store_begin(db), 0);
+        assert_int_equal(server_store_put_update(db, &put, 3, "d1", "00000000000000a1", (const uint8_t *) "d1-v1", 5), 0);
+        assert_int_equal(server_store_put_update(db, &put, 3, "d2", "00000000000000b2", (const uint8_t *) "d2-v1", 5), 0);
+        /* The same device with a different update is another row: both are named, the scheduler keeps one. */
+        assert_int_equal(server_store_put_update(db, &put, 3, "d1", "00000000000000a2", (const uint8_t *) "d1-v2", 5), 0);
+        /* The same update again replaces its row. */
+        assert_int_equal(server_store_put_update(db, &put, 3, "d2", "00000000000000b2", (const uint8_t *) "d2-v1", 5), 0);
+        assert_int_equal(server_store_put_update(db, &put, 2, "d9", "00000000000000c3", (const uint8_t *) "d9-v1", 5), 0);
+        assert_int_equal(store_commit(db), 0);
+
+        assert_int_equal(server_store_foreach_update(db, 3, collect, &seen), 0);
+        assert_int_equal(seen.n, 3);
+        assert_string_equal(seen.fl_ids[0], "d1");     /* in the order they were logged */
+
+        assert_int_equal(server_store_load_update(db, 3, "d1", "00000000000000a2", &body, &size), 1);
+        assert_int_equal(size, 5);
+        assert_memory_equal(body, "d1-v2", 5);
+        assert_int_equal(server_store_load_update(db, 3, "d1", "00000000000000ff", &body, &size), 0);
+
+        assert_int_equal(server_store_delete_update(db, 3, "d1", "00000000000000a1"), 0);
+        seen = (Seen) {};
+        assert_int_equal(server_store_foreach_update(db, 3, collect, &seen), 0);
+        assert_int_equal(seen.n, 2);
+
+        /* A new iteration: the rows of the others go. */
+        assert_int_equal(server_store_keep_updates_of(db, 3), 0);
+        seen = (Seen) {};
+        assert_int_equal(server_store_foreach_update(db, 2, collect, &seen), 0);
+        assert_int_equal(seen.n, 0);
+        assert_int_equal(server_store_keep_updates_of(db, 4), 0);
+        assert_int_equal(server_store_foreach_update(db, 3, collect, &seen), 0);
+        assert_int_equal(seen.n, 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_name),
@@ -363,6 +421,7 @@ int main(void) {
                 cmocka_unit_test(test_verify),
                 cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_damaged_database, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_update_log, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
