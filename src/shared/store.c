@@ -190,6 +190,11 @@ int store_open(sqlite3 **ret, const char *path, const char *const *migrations, s
         r = store_exec(db, "PRAGMA foreign_keys = ON");
         if (r < 0)
                 return r;
+        /* A server's update log passes whole models through the WAL: give the
+         * disk back after each checkpoint instead of keeping the largest. */
+        r = store_exec(db, "PRAGMA journal_size_limit = 67108864");
+        if (r < 0)
+                return r;
         r = store_exec(db, meta_schema);
         if (r < 0)
                 return r;
