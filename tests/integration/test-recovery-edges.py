@@ -8,7 +8,10 @@
    device's retry is answered SUCCEED without counting it twice.
 2. durable_updates=false: a killed server comes back without the updates
    it acknowledged; the scheduler stops counting them (and says so), and
-   their devices can send them again."""
+   their devices can send them again.
+3. The --local_server_num launcher starts a SIGKILLed server again at once;
+   it rejoins with its rank and its logged update, and SIGTERM still stops
+   them all with exit status 0."""
 
 import os
 import signal
@@ -99,10 +102,40 @@ def not_durable(t, proto):
     t.check(diff is None, "volatile: the model is the mean of the three updates", diff)
 
 
+def launcher(t, proto):
+    tc = fl_proto.TrainingCluster(t, proto, 2, JOB, INITIAL, name="launcher", local=True)
+    t.require(tc.wait_iteration(1), "launcher: iteration 1 runs", tc.state())
+    d = tc.daemons[0]
+    u1 = tc.urls[1]
+    up = upload(INITIAL, 0.5, 6)
+    t.check(proto.start_fl_job(u1, "Lenet", "l1", 6).retcode == 200, "launcher: l1 is admitted")
+    t.check(proto.update_model(u1, "Lenet", "l1", 1, up).retcode == 200, "launcher: server 1 acknowledges l1")
+    ranks = {n["fl_server_port"]: n["rank_id"] for n in tc.c.nodes()}
+    children = [p for p in harness.group_members(d.pid) if p != d.pid]
+    t.require(len(children) == 2, "launcher: one process per server", children)
+    port1 = d.ports[1]
+    victim = next(n["pid"] for n in tc.c.nodes() if n["fl_server_port"] == port1)
+    t.require(victim in children, "launcher: the scheduler knows the pid of the server on port %d" % port1,
+              (victim, children))
+    os.kill(victim, signal.SIGKILL)
+    t.check(d.wait_log("Started server 1 on port %d again" % port1, 1, 10),
+            "launcher: the launcher starts the killed server again", d.tail(8))
+    t.check(harness.wait_until(lambda: len([p for p in harness.group_members(d.pid) if p != d.pid]) == 2 and
+                               tc.state().get("alive_server_num") == 2, 15),
+            "launcher: both servers run and are alive again", tc.state())
+    t.check({n["fl_server_port"]: n["rank_id"] for n in tc.c.nodes()} == ranks,
+            "launcher: with the same ranks", tc.c.nodes())
+    t.check(harness.wait_until(lambda: tc.state().get("updates") == 1, 10),
+            "launcher: its acknowledged update still counts", tc.state())
+    d.signal_group(signal.SIGTERM)
+    t.check(d.wait(15) == 0, "launcher: SIGTERM stops every server, exit status 0", d.tail(5))
+
+
 def main(t):
     proto = fl_proto.Proto(t.tmp)
     late_verdict(t, proto)
     not_durable(t, proto)
+    launcher(t, proto)
 
 
 harness.run_test("recovery-edges", main, timeout=120)
