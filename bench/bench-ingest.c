@@ -9,7 +9,7 @@
  *   bench-ingest discard --url URL [--devices N] [--concurrency C]
  *        posts N updateModel bodies to URL/updateModel of bench-http-discard
  *   bench-ingest server --url URL [--devices N] [--concurrency C] [--fl-name NAME]
- *                       [--baseline-url URL [--bursts K]]
+ *                       [--model FILE] [--baseline-url URL [--bursts K]]
  *        against a real fl-serverd: waits until its rounds are open, admits N
  *        distinct fl_ids with startFLJob (each must be selected), then posts
  *        their N updates; every ResponseUpdateModel must say SUCCEED.
@@ -17,6 +17,8 @@
  *        bursts, each right after a burst of as many requests to the
  *        baseline: both see the same moments of the machine, and each pair
  *        gives a ratio (printed: their median, range and the ratio of totals).
+ *   --model FILE: the updates carry the weights of this model file (the
+ *        server's --model_path, e.g. from bench-model) instead of LeNet-5
  *   --server-pid, --scheduler-pid, --baseline-pid PID: also print the CPU
  *        time those processes used during each phase (/proc/PID/schedstat)
  *
@@ -68,6 +70,7 @@ typedef struct Options {
         size_t concurrency;
         size_t bursts;
         const char *fl_name;
+        const char *model_path;         /* the update's weights; NULL: LeNet-5 */
         uint32_t data_size;
         uint32_t ready_timeout_s;
         /* To account their CPU time per phase; 0 for none. */
@@ -558,16 +561,17 @@ static int phase_run(Loader *l, Phase *p, bool quiet) {
 
 /* ---- Modes ---------------------------------------------------------------------------- */
 
-static int update_model_new(Model **ret, uint32_t data_size) {
+/* The server's own model (the names and sizes it checks) times data_size. */
+static int update_model_new(Model **ret, const Options *o) {
         _cleanup_(model_freep) Model *m = NULL;
         int r;
 
-        r = lenet5_init(&m, 1);
+        r = o->model_path ? fl_model_load_file(o->model_path, 0, &m) : lenet5_init(&m, 1);
         if (r < 0)
                 return r;
         for (size_t t = 0; t < m->n_tensors; t++)
                 for (size_t i = 0; i < m->tensors[t].size; i++)
-                        m->tensors[t].data[i] *= (float) data_size;
+                        m->tensors[t].data[i] *= (float) o->data_size;
         *ret = TAKE_PTR(m);
         return 0;
 }
@@ -621,11 +625,11 @@ static int run_discard(Loader *l, const Options *o) {
         Phase p = { .name = "discard", .kind = KIND_UPDATE_MODEL, .path = "/updateModel", .n = o->devices };
         int r;
 
-        r = update_model_new(&update, o->data_size);
+        r = update_model_new(&update, o);
         if (r >= 0)
                 r = phase_body_update(&p, o, update, 0);
         if (r < 0)
-                return log_error_errno(r, "Failed to build the update: %m");
+                return log_error_errno(r, "Failed to build the update from %s: %m", o->model_path ?: "LeNet-5");
 
         r = warm_up(l, o, update);
         if (r >= 0)
@@ -719,9 +723,9 @@ static int run_server(Loader *l, Loader *baseline, const Options *o) {
                 return log_error_errno(r < 0 ? r : -EPROTO, "Not every device was admitted; no updates sent.");
         }
 
-        r = update_model_new(&update, o->data_size);
+        r = update_model_new(&update, o);
         if (r < 0)
-                log_error_errno(r, "Failed to build the update: %m");
+                log_error_errno(r, "Failed to build the update from %s: %m", o->model_path ?: "LeNet-5");
         else if (baseline)
                 r = run_interleaved(l, baseline, o, update, admit.iteration);
         else {
@@ -756,7 +760,7 @@ static void help(FILE *f, const char *program) {
                 "usage: %1$s write-model FILE\n"
                 "       %1$s discard --url URL [--devices N] [--concurrency C] [--server-pid PID]\n"
                 "       %1$s server --url URL [--devices N] [--concurrency C] [--server-pid PID]\n"
-                "                   [--scheduler-pid PID] [--fl-name NAME] [--data-size N]\n"
+                "                   [--scheduler-pid PID] [--fl-name NAME] [--data-size N] [--model FILE]\n"
                 "                   [--ready-timeout SECONDS]\n"
                 "                   [--baseline-url URL [--baseline-pid PID] [--bursts K]]\n",
                 program);
@@ -769,6 +773,7 @@ int main(int argc, char *argv[]) {
                 { "concurrency", required_argument, NULL, 'c' },
                 { "fl-name", required_argument, NULL, 'f' },
                 { "data-size", required_argument, NULL, 'd' },
+                { "model", required_argument, NULL, 'm' },
                 { "ready-timeout", required_argument, NULL, 'r' },
                 { "server-pid", required_argument, NULL, 'p' },
                 { "scheduler-pid", required_argument, NULL, 's' },
@@ -824,6 +829,9 @@ int main(int argc, char *argv[]) {
                 case 'd':
                         if (safe_atou32(optarg, &o.data_size) < 0 || o.data_size < 1 || o.data_size > INT32_MAX)
                                 return log_error("Invalid --data-size '%s'.", optarg), EXIT_FAILURE;
+                        break;
+                case 'm':
+                        o.model_path = optarg;
                         break;
                 case 'r':
                         if (safe_atou32(optarg, &o.ready_timeout_s) < 0)

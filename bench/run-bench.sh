@@ -3,7 +3,9 @@
 # The benchmarks of bench/README.md, end to end, on loopback:
 #
 #   bench/run-bench.sh [--builddir DIR] [--devices N] [--runs K] [--concurrency C]
-#                      [--bursts B] [--rss "1000 10000"] [--only ingest|rss|aggregate]
+#                      [--bursts B] [--rss "1000 10000"] [--durable-devices N]
+#                      [--durable-large "FLOATS N"] [--durable-runs K]
+#                      [--only ingest|rss|aggregate|durability]
 #
 # 1. updateModel ingest: a fresh fl-schedulerd + one fl-serverd (admit N
 #    devices, post their N updates) and bench-http-discard (the HTTP stack
@@ -12,6 +14,10 @@
 # 2. Peak RSS of fl-serverd (VmHWM) with 1,000 and with 10,000 devices in
 #    one iteration, each on a fresh cluster; PASS when the growth < 10%.
 # 3. The aggregation kernel against memcpy (bench-aggregate).
+# 4. The cost of the durable update log: updateModel throughput of
+#    fl-serverd with --durable_updates=true and =false, each on a fresh
+#    cluster, in K pairs, for LeNet-5 (N updates) and a larger model
+#    (FLOATS floats, N updates; "0 0" skips it).
 # Prints a summary table at the end; exits 1 when the RSS target FAILs.
 # Builds nothing: build the tree first (the programs are noinst, built by a
 # plain `make`).
@@ -28,9 +34,15 @@ concurrency=64
 bursts=5
 wait_s=60               # every wait for a daemon is bounded by this
 rss_limit_pct=10
+durable_devices=5000    # LeNet-5 updates per durability run
+durable_large_floats=1000000
+durable_large_devices=200
+durable_runs=3
+cluster_model=""        # the model of the next cluster_start (default LeNet-5)
+cluster_server_opts=""  # more fl-serverd options of the next cluster_start
 
 usage() {
-        sed -n '3,17s/^# \{0,1\}//p' "$0"
+        sed -n '3,23s/^# \{0,1\}//p' "$0"
 }
 
 while [ $# -gt 0 ]; do
@@ -41,6 +53,9 @@ while [ $# -gt 0 ]; do
         --concurrency) concurrency=$2; shift 2 ;;
         --bursts) bursts=$2; shift 2 ;;
         --rss) rss_devices=$2; shift 2 ;;
+        --durable-devices) durable_devices=$2; shift 2 ;;
+        --durable-large) read -r durable_large_floats durable_large_devices <<<"$2"; shift 2 ;;
+        --durable-runs) durable_runs=$2; shift 2 ;;
         --only) only=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
@@ -51,7 +66,7 @@ builddir=$(cd "$builddir" && pwd)
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'run-bench: %s\n' "$*" >&2; exit 1; }
 
-for p in fl-schedulerd fl-serverd bench-ingest bench-http-discard bench-aggregate; do
+for p in fl-schedulerd fl-serverd bench-ingest bench-http-discard bench-aggregate bench-model; do
         [ -x "$builddir/$p" ] || die "$builddir/$p is missing: build the tree first (make -C $builddir)"
 done
 
@@ -172,6 +187,7 @@ vm_kib() {      # vm_kib PID FIELD -> the value in KiB
 cluster_start() {
         local tag=$1 dir=$work/$1 url state=""
 
+        cluster_dir=$dir
         mkdir -p "$dir"
         pick_ports 3
         sched_port=$base
@@ -186,10 +202,12 @@ cluster_start() {
                 --start_fl_job_time_window=86400000 --update_model_time_window=86400000 \
                 --global_iteration_time_window=172800000
         sched_pid=$pid
+        # shellcheck disable=SC2086 # options, one word each
         start "$tag-server" "$builddir/fl-serverd" --scheduler_ip=127.0.0.1 \
                 --scheduler_port="$sched_port" --fl_server_port="$server_port" --server_num=1 \
                 --local_server_num=1 --state_dir="$dir" --log_level=notice \
-                --start_fl_job_threshold=1000000 --model_path="$work/lenet5.fl"
+                --start_fl_job_threshold=1000000 --model_path="${cluster_model:-$work/lenet5.fl}" \
+                $cluster_server_opts
         server_pid=$pid
 
         for _ in $(seq 1 $((wait_s * 5))); do
@@ -215,6 +233,8 @@ cluster_stop() {
         forget "$server_pid"
         stop "$sched_pid"
         forget "$sched_pid"
+        # The durable update log holds every body (GBs at 10,000 devices); the logs stay.
+        rm -rf "${cluster_dir:?}"
 }
 
 # field NAME FILE [PHASE]: a value from bench-ingest's or bench-aggregate's RESULT lines.
@@ -301,6 +321,80 @@ bench_rss() {
         done
 }
 
+io_bytes() {    # io_bytes PID: bytes the process has sent to the storage layer
+        awk '$1 == "write_bytes:" { print $2 }' "/proc/$1/io" 2>/dev/null || echo 0
+}
+
+# One run: a fresh cluster with the log on or off; the N updates of N
+# admitted devices, C in flight, none interleaved with anything else.
+durability_run() {      # durability_run SIZE DURABLE RUN DEVICES MODEL
+        local size=$1 durable=$2 tag=dur-$1-$2-$3 n=$4 out srv0 sch0 srv1 sch1
+
+        out=$work/$tag.out
+        cluster_model=$5
+        cluster_server_opts="--durable_updates=$durable"
+        cluster_start "$tag"
+        cluster_model=""
+        cluster_server_opts=""
+        srv0=$(io_bytes "$server_pid")
+        sch0=$(io_bytes "$sched_pid")
+        timeout $((wait_s * 10)) "$builddir/bench-ingest" server --url "http://127.0.0.1:$server_port" \
+                --devices "$n" --concurrency "$concurrency" --ready-timeout "$wait_s" --model "$5" \
+                --server-pid "$server_pid" --scheduler-pid "$sched_pid" >"$out" 2>&1 ||
+                { cat "$out" >&2; fail "durability run $tag failed (not every answer was SUCCEED)"; }
+        srv1=$(io_bytes "$server_pid")
+        sch1=$(io_bytes "$sched_pid")
+        sed 's/^/    /' "$out" | grep -v RESULT
+        printf '    disk writes during the run: fl-serverd %.1f MB, fl-schedulerd %.1f MB\n' \
+                "$(awk -v a="$srv0" -v b="$srv1" 'BEGIN { print (b - a) / 1e6 }')" \
+                "$(awk -v a="$sch0" -v b="$sch1" 'BEGIN { print (b - a) / 1e6 }')"
+        echo "$size $durable $3 $(field per_s "$out" updateModel) $(field mb_per_s "$out" updateModel)" \
+             "$(field server_cpu_s "$out" updateModel) $(field n "$out" updateModel)" \
+             "$((srv1 - srv0)) $((sch1 - sch0)) $(field body_bytes "$out" updateModel)" \
+             "$(field p50_ms "$out" updateModel) $(field p99_ms "$out" updateModel)" >>"$work/durability"
+        cluster_stop
+}
+
+# Pairs of runs, the order alternating, so that both settings see the
+# machine alike; per pair the ratio durable/non-durable.
+bench_durability() {
+        local size model n i first second
+
+        : >"$work/durability"
+        for size in lenet5 large; do
+                model=$work/lenet5.fl
+                n=$durable_devices
+                if [ "$size" = large ]; then
+                        if [ "$durable_large_floats" -eq 0 ] || [ "$durable_large_devices" -eq 0 ]; then
+                                continue
+                        fi
+                        model=$work/large.fl
+                        n=$durable_large_devices
+                        "$builddir/bench-model" --floats "$durable_large_floats" -o "$model" ||
+                                die "failed to write the model of $durable_large_floats floats"
+                fi
+                for i in $(seq 1 "$durable_runs"); do
+                        first=true second=false
+                        [ $((i % 2)) -eq 1 ] || { first=false second=true; }
+                        for d in $first $second; do
+                                say "durability $size run $i/$durable_runs: durable_updates=$d, fresh cluster," \
+                                    "$n devices admitted, then their updates, $concurrency in flight"
+                                durability_run "$size" "$d" "$i" "$n" "$model"
+                        done
+                done
+        done
+}
+
+# Columns of $work/durability: size durable run per_s mb_per_s server_cpu_s n
+# server_write_bytes scheduler_write_bytes body_bytes p50_ms p99_ms.
+durability_col() {      # durability_col SIZE DURABLE K: column K of those runs
+        awk -v s="$1" -v d="$2" -v k="$3" '$1 == s && $2 == d { print $k }' "$work/durability"
+}
+
+durability_per() {      # durability_per SIZE DURABLE K SCALE: column K per update, times SCALE
+        awk -v s="$1" -v d="$2" -v k="$3" -v x="$4" '$1 == s && $2 == d { print $k / $7 * x }' "$work/durability"
+}
+
 bench_aggregate() {
         say "aggregation kernel vs memcpy (bench-aggregate)"
         "$builddir/bench-aggregate" | tee "$work/aggregate.out" | grep -v '^RESULT' | sed 's/^/    /'
@@ -310,7 +404,7 @@ bench_aggregate() {
 
 need() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
-if need ingest || need rss; then
+if need ingest || need rss || need durability; then
         command -v curl >/dev/null || die "curl is needed to watch the scheduler's REST API"
         command -v ss >/dev/null || die "ss (iproute2) is needed to pick free ports"
         "$builddir/bench-ingest" write-model "$work/lenet5.fl" || die "failed to write the LeNet-5 model"
@@ -319,6 +413,7 @@ fi
 need ingest && bench_ingest
 need rss && bench_rss
 need aggregate && bench_aggregate
+need durability && bench_durability
 
 echo
 echo "Summary ($(nproc) CPUs, $(uname -r); $work)"
@@ -365,6 +460,32 @@ if need aggregate; then
                 label="aggregation kernel, LeNet-5 (61,684 floats)"
                 [ "$size" = large ] && label="aggregation kernel, 11M floats"
                 printf '%-44s %s GB/s vs memcpy %s GB/s: ratio %s\n' "$label" "$a" "$m" "$q"
+        done
+fi
+if need durability; then
+        for size in lenet5 large; do
+                grep -q "^$size " "$work/durability" || continue
+                label="LeNet-5 (61,684 floats)"
+                [ "$size" = large ] && label="$durable_large_floats floats"
+                for d in true false; do
+                        name="durable updates, $label"
+                        [ "$d" = true ] || name="non-durable updates, $label"
+                        printf '%-44s %.0f updates/s, %.0f MB/s, p50 %.0f ms (median; runs: %s)\n' "$name" \
+                                "$(durability_col "$size" "$d" 4 | median)" \
+                                "$(durability_col "$size" "$d" 5 | median)" \
+                                "$(durability_col "$size" "$d" 11 | median)" \
+                                "$(durability_col "$size" "$d" 4 | awk '{ printf "%.0f ", $1 }')"
+                done
+                ratios=$(awk -v s="$size" '$1 == s { v[$2 " " $3] = $4 }
+                        END { for (i = 1; ("true " i) in v; i++) print v["true " i] / v["false " i] }' "$work/durability")
+                printf '%-44s %.3f (median of %d pairs; pairs: %s)\n' "durability ratio durable/non-durable" \
+                        "$(median <<<"$ratios")" "$(wc -l <<<"$ratios")" "$(awk '{ printf "%.3f ", $1 }' <<<"$ratios")"
+                printf '%-44s durable %.0f us, non-durable %.0f us per update (median)\n' "  server CPU" \
+                        "$(durability_per "$size" true 6 1e6 | median)" "$(durability_per "$size" false 6 1e6 | median)"
+                printf '%-44s fl-serverd %.0f KB durable, %.0f KB not; fl-schedulerd %.1f KB (body %.0f KB)\n' \
+                        "  disk writes per update" "$(durability_per "$size" true 8 1e-3 | median)" \
+                        "$(durability_per "$size" false 8 1e-3 | median)" "$(durability_per "$size" true 9 1e-3 | median)" \
+                        "$(durability_col "$size" true 10 | awk '{ print $1 / 1e3 }' | median)"
         done
 fi
 # The only target with a verdict: its FAIL is the script's failure.
