@@ -371,10 +371,12 @@ static void test_update_log(void **state) {
         _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
         _cleanup_stmt_ sqlite3_stmt *put = NULL;
         _cleanup_free_ uint8_t *body = NULL;
+        _cleanup_free_ char *path = server_store_updates_path(f->path);
         Seen seen = {};
         size_t size;
 
-        assert_int_equal(server_store_open(&db, f->path), 0);
+        assert_string_equal(path + strlen(path) - strlen(".db-updates"), ".db-updates");
+        assert_int_equal(server_store_open_updates(&db, path), 0);
         assert_int_equal(store_begin(db), 0);
         assert_int_equal(server_store_put_update(db, &put, 3, "d1", "00000000000000a1", (const uint8_t *) "d1-v1", 5), 0);
         assert_int_equal(server_store_put_update(db, &put, 3, "d2", "00000000000000b2", (const uint8_t *) "d2-v1", 5), 0);

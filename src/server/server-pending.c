@@ -92,6 +92,15 @@ static bool pending_linked(const Pending *p) {
 static int pending_timeout_handler(sd_event_source *s, uint64_t usec, void *userdata) {
         Pending *p = userdata;
 
+        if (p->logged) {
+                /* Its body is on its way to the disk: it is answered once it is there. */
+                log_warning("The update log has not stored the update of device %s within %" PRIu64 "s; waiting.",
+                            strna(p->fl_id), (uint64_t) PENDING_TIMEOUT_USEC / USEC_PER_SEC);
+                (void) sd_event_source_set_time_relative(s, PENDING_TIMEOUT_USEC);
+                (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+                return 0;
+        }
+
         if (p->kind == PENDING_UPDATE && pending_linked(p) && update_log_durable(p->manager->updates)) {
                 /* Its verdict still counts: the update is in the log, which sums it
                  * if the scheduler says it is ours. The device hears now. */

@@ -12,12 +12,14 @@
  * section (conf_server_db_path()). It holds the model checkpoints: the model each finished
  * iteration produced, as FeatureMapList bytes, the newest `checkpoint_keep`
  * of them. A checkpoint is committed (synchronous=FULL) before the server
- * tells the scheduler it holds the model. Beside them, the update log
- * (server-updates.c): the bodies of the updates taken in the current
- * iteration, keyed by iteration, fl_id and digest. The schema moves by
- * migrations. */
+ * tells the scheduler it holds the model. Beside it, in FILE-updates, the
+ * update log (server-updates.c): the bodies of the updates taken in the
+ * current iteration, keyed by iteration, fl_id and digest. The schemas move
+ * by migrations. */
 
 #define SERVER_STORE_NAME_MAX 64
+#define SERVER_STORE_PAGE_SIZE 65536U
+#define SERVER_STORE_UPDATES_JOURNAL "TRUNCATE"
 
 /* "server-<port>.db" */
 void server_store_name(char ret[static SERVER_STORE_NAME_MAX], uint16_t port);
@@ -60,6 +62,10 @@ int server_store_load_newest_good(sqlite3 *db, const char *path, Checkpoint *ret
 int server_store_list_checkpoints(sqlite3 *db, uint32_t **ret, size_t *ret_n);
 
 /* ---- The update log ---- */
+
+/* "<path>-updates" (malloc()ed; NULL when out of memory), its own database. */
+char *server_store_updates_path(const char *path);
+int server_store_open_updates(sqlite3 **ret, const char *path);
 
 /* Within a transaction the caller holds; *cache keeps the statement. */
 int server_store_put_update(sqlite3 *db, sqlite3_stmt **cache, uint32_t iteration, const char *fl_id,

@@ -7,6 +7,7 @@
 #include "digest.h"
 #include "json-util.h"
 #include "log.h"
+#include "server-log-writer.h"
 #include "server-manager.h"
 #include "server-rounds.h"
 #include "server-store.h"
@@ -29,6 +30,8 @@ typedef struct Replay {
 struct UpdateLog {
         Manager *manager;
         bool durable;
+        sqlite3 *db;                    /* the loop's connection to the log (reads, replay) */
+        char *db_path;
 
         /* The next group commit: rows to delete, updates to log (NULL once
          * forgotten), and whether rows of other iterations go. */
@@ -39,7 +42,12 @@ struct UpdateLog {
         size_t n_deletes;
         bool prune;
         uint32_t prune_keep;
-        sqlite3_stmt *put;
+
+        /* The commit the writer thread is doing: its updates wait for it. */
+        LogWriter *writer;
+        LogBatch flight;
+        Pending **flight_pending;
+        RowKey *flight_deletes;
 
         /* The updates in the running sum, by fl_id (digest, data_size). */
         Admissions held;
@@ -65,46 +73,108 @@ static void replays_clear(UpdateLog *u) {
 }
 
 static sqlite3 *log_db(const UpdateLog *u) {
-        return u->durable ? u->manager->store : NULL;
+        return u->durable ? u->db : NULL;
 }
 
 /* ---- Group commit ------------------------------------------------------------- */
 
-static int flush_write(UpdateLog *u, sqlite3 *db) {
-        int r;
+static void flush_soon(UpdateLog *u);
+static void send_update(UpdateLog *u, Pending *p);
 
-        r = store_begin(db);
-        if (r < 0)
-                return r;
-        if (u->prune) {
-                r = server_store_keep_updates_of(db, u->prune_keep);
-                if (r < 0)
-                        goto fail;
-        }
-        for (size_t i = 0; i < u->n_deletes; i++) {
-                r = server_store_delete_update(db, u->deletes[i].iteration, u->deletes[i].fl_id,
-                                               u->deletes[i].digest);
-                if (r < 0)
-                        goto fail;
-        }
-        for (size_t i = 0; i < u->n_batch; i++) {
-                Pending *p = u->batch[i];
-                char digest[DIGEST_STRING_MAX];
-                const uint8_t *body;
-                size_t size;
+static void flight_clear(UpdateLog *u) {
+        for (size_t i = 0; i < u->flight.n_deletes; i++)
+                row_key_done(&u->flight_deletes[i]);
+        u->flight_deletes = mfree(u->flight_deletes);
+        u->flight_pending = mfree(u->flight_pending);
+        u->flight.deletes = mfree(u->flight.deletes);
+        u->flight.puts = mfree(u->flight.puts);
+        u->flight = (LogBatch) {};
+}
+
+static void on_committed(LogWriter *w, LogBatch *b, void *userdata) {
+        UpdateLog *u = userdata;
+        size_t n = b->n_puts;
+        int r = b->result;
+
+        for (size_t i = 0; i < n; i++) {
+                Pending *p = u->flight_pending[i];
 
                 if (!p)
                         continue;
-                body = http_request_body(p->http, &size);
-                r = server_store_put_update(db, &u->put, p->iteration, p->fl_id, digest_to_string(p->digest, digest),
-                                            body, size);
-                if (r < 0)
-                        goto fail;
+                p->logged = false;
+                if (r < 0) {
+                        (void) rounds_answer_failure(p, FL_SYSTEM_ERROR, "The server could not store the update; "
+                                                     "retry later.");
+                        pending_free(p);
+                } else
+                        send_update(u, p);
         }
-        return store_commit(db);
-fail:
-        store_rollback(db);
-        return r;
+        if (r < 0)
+                log_error_errno(r, "Failed to write %zu update%s to the update log in %s; their devices were "
+                                "answered SystemError: %m", n, n == 1 ? "" : "s", u->db_path);
+        flight_clear(u);
+        if (u->n_batch > 0 || u->n_deletes > 0 || u->prune)
+                flush_soon(u);
+}
+
+static int ensure_writer(UpdateLog *u) {
+        if (u->writer)
+                return 0;
+        return log_writer_new(&u->writer, u->manager->event, u->db_path, on_committed, u);
+}
+
+/* Hands what gathered since the last commit to the writer thread. */
+static int flush_submit(UpdateLog *u) {
+        LogBatch *b = &u->flight;
+        size_t n = 0;
+        int r;
+
+        r = ensure_writer(u);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < u->n_batch; i++)
+                n += !!u->batch[i];
+        *b = (LogBatch) { .prune = u->prune, .prune_keep = u->prune_keep };
+        b->puts = calloc(MAX(n, (size_t) 1), sizeof *b->puts);
+        b->deletes = calloc(MAX(u->n_deletes, (size_t) 1), sizeof *b->deletes);
+        u->flight_pending = calloc(MAX(n, (size_t) 1), sizeof *u->flight_pending);
+        if (!b->puts || !b->deletes || !u->flight_pending) {
+                flight_clear(u);
+                return -ENOMEM;
+        }
+
+        for (size_t i = 0; i < u->n_batch; i++) {
+                Pending *p = u->batch[i];
+                LogRow *row;
+
+                if (!p)
+                        continue;
+                row = &b->puts[b->n_puts];
+                *row = (LogRow) { .iteration = p->iteration, .fl_id = p->fl_id };
+                digest_to_string(p->digest, row->digest);
+                row->body = http_request_body(p->http, &row->size);
+                u->flight_pending[b->n_puts++] = p;
+        }
+        for (size_t i = 0; i < u->n_deletes; i++)
+                b->deletes[i] = (LogRow) {
+                        .iteration = u->deletes[i].iteration,
+                        .fl_id = u->deletes[i].fl_id,
+                };
+        for (size_t i = 0; i < u->n_deletes; i++)
+                strcpy(b->deletes[i].digest, u->deletes[i].digest);
+        b->n_deletes = u->n_deletes;
+
+        r = log_writer_submit(u->writer, b);
+        if (r < 0) {
+                flight_clear(u);
+                return r;
+        }
+        /* The batch's rows now belong to the flight. */
+        u->flight_deletes = TAKE_PTR(u->deletes);
+        u->n_deletes = 0;
+        u->n_batch = 0;
+        u->prune = false;
+        return 0;
 }
 
 static json_object *update_json(uint32_t iteration, const char *fl_id, uint64_t digest) {
@@ -132,37 +202,31 @@ static void send_update(UpdateLog *u, Pending *p) {
 
 static int on_flush(sd_event_source *s, void *userdata) {
         UpdateLog *u = userdata;
-        Manager *m = u->manager;
-        size_t n = u->n_batch;
-        int r = 0;
+        int r;
 
-        if (log_db(u))
-                r = flush_write(u, log_db(u));
+        if (!log_db(u) || (u->n_batch == 0 && u->n_deletes == 0 && !u->prune))
+                return 0;
+        if (u->writer && log_writer_busy(u->writer))
+                return 0;       /* on_committed() flushes again */
 
-        /* Taken out first: answering a device may free its Pending, which
-         * would look for itself in the batch. */
-        u->n_batch = 0;
-        for (size_t i = 0; i < n; i++) {
-                Pending *p = u->batch[i];
+        r = flush_submit(u);
+        if (r < 0) {
+                size_t n = u->n_batch;
 
-                if (!p)
-                        continue;
-                p->logged = false;
-                if (r < 0) {
+                /* Nothing was written: the devices hear it and retry. */
+                u->n_batch = 0;
+                for (size_t i = 0; i < n; i++) {
+                        Pending *p = u->batch[i];
+
+                        if (!p)
+                                continue;
+                        p->logged = false;
                         (void) rounds_answer_failure(p, FL_SYSTEM_ERROR, "The server could not store the update; "
                                                      "retry later.");
                         pending_free(p);
-                } else
-                        send_update(u, p);
+                }
+                log_error_errno(r, "Failed to hand %zu update%s to the update log writer: %m", n, n == 1 ? "" : "s");
         }
-        if (r < 0)
-                log_error_errno(r, "Failed to write %zu update%s to the update log in %s; their devices were "
-                                "answered SystemError: %m", n, n == 1 ? "" : "s", m->store_path);
-
-        for (size_t i = 0; i < u->n_deletes; i++)
-                row_key_done(&u->deletes[i]);
-        u->n_deletes = 0;
-        u->prune = false;
         return 0;
 }
 
@@ -217,6 +281,10 @@ void update_log_forget(UpdateLog *u, Pending *p) {
         for (size_t i = 0; u && i < u->n_batch; i++)
                 if (u->batch[i] == p)
                         u->batch[i] = NULL;
+        for (size_t i = 0; u && i < u->flight.n_puts; i++)
+                if (u->flight_pending[i] == p)
+                        /* Its body is being written: only the teardown may get here, after the writer stopped. */
+                        u->flight_pending[i] = NULL;
         p->logged = false;
 }
 
@@ -437,7 +505,7 @@ static int replay_start(UpdateLog *u) {
                         r = iteration == u->held_iteration ? collect_held(u) : 0;
                 if (r < 0)
                         return log_error_errno(r, "Failed to read the update log of iteration %u from %s: %m",
-                                               iteration, m->store_path);
+                                               iteration, u->db_path);
         }
 
         for (size_t i = 0; i < u->n_replays; i++) {
@@ -546,6 +614,35 @@ bool update_log_durable(const UpdateLog *u) {
         return u && log_db(u);
 }
 
+int update_log_open(UpdateLog *u, const char *store_path) {
+        _cleanup_free_ char *aside = NULL;
+        int r;
+
+        if (!u->durable)
+                return 0;
+        free(u->db_path);
+        u->db_path = server_store_updates_path(store_path);
+        if (!u->db_path)
+                return log_oom();
+        r = server_store_open_updates(&u->db, u->db_path);
+        if (r == -EUCLEAN) {
+                /* What it held is lost: naming what it holds tells the scheduler so. */
+                r = store_move_aside(u->db_path, &aside);
+                if (r < 0)
+                        return log_error_errno(r, "The update log %s is damaged, and moving it aside failed: %m. "
+                                               "Move it away and start fl-serverd again.", u->db_path);
+                log_struct(LOG_ERR, FIELDS("FL_ROLE=SERVER"), "The update log %s is damaged: moved it to %s and "
+                           "starting with an empty one; the updates it held no longer count.", u->db_path, aside);
+                r = server_store_open_updates(&u->db, u->db_path);
+        }
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the update log %s: %m", u->db_path);
+        r = ensure_writer(u);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the update log writer for %s: %m", u->db_path);
+        return 0;
+}
+
 int update_log_new(UpdateLog **ret, Manager *m, bool durable) {
         _cleanup_(update_log_freep) UpdateLog *u = calloc(1, sizeof *u);
         int r;
@@ -567,7 +664,18 @@ int update_log_new(UpdateLog **ret, Manager *m, bool durable) {
 UpdateLog *update_log_free(UpdateLog *u) {
         if (!u)
                 return NULL;
-        /* What is still in the batch was never acknowledged: its devices retry. */
+        /* The writer finishes the commit in flight first: its bodies live until then. */
+        u->writer = log_writer_free(u->writer);
+        /* What is still in the batches was never acknowledged: their devices retry. */
+        for (size_t i = 0; i < u->flight.n_puts; i++)
+                if (u->flight_pending[i]) {
+                        u->flight_pending[i]->logged = false;
+                        pending_free(u->flight_pending[i]);
+                }
+        flight_clear(u);
+        if (u->db)
+                sqlite3_close_v2(u->db);
+        free(u->db_path);
         for (size_t i = 0; i < u->n_batch; i++)
                 if (u->batch[i]) {
                         u->batch[i]->logged = false;
@@ -577,7 +685,6 @@ UpdateLog *update_log_free(UpdateLog *u) {
         for (size_t i = 0; i < u->n_deletes; i++)
                 row_key_done(&u->deletes[i]);
         free(u->deletes);
-        sqlite3_finalize(u->put);
         replays_clear(u);
         admissions_clear(&u->held);
         sd_event_source_disable_unref(u->flush);

@@ -35,6 +35,9 @@ typedef struct Manager Manager;
 
 int update_log_new(UpdateLog **ret, Manager *m, bool durable);
 bool update_log_durable(const UpdateLog *u);
+/* Opens the log beside the server database store_path (moving a damaged one
+ * aside) and starts its writer; a no-op without durability. Logs failures. */
+int update_log_open(UpdateLog *u, const char *store_path);
 UpdateLog *update_log_free(UpdateLog *u);
 DEFINE_TRIVIAL_CLEANUP_FUNC(UpdateLog *, update_log_free);
 

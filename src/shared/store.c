@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -160,6 +161,13 @@ static const char meta_schema[] =
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
 
 int store_open(sqlite3 **ret, const char *path, const char *const *migrations, size_t n_migrations) {
+        return store_open_full(ret, path, NULL, migrations, n_migrations);
+}
+
+int store_open_full(sqlite3 **ret, const char *path, const StoreOptions *o, const char *const *migrations,
+                    size_t n_migrations) {
+        const char *journal = o && o->journal_mode ? o->journal_mode : "WAL";
+        char pragma[64];
         _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
         _cleanup_free_ char *problem = NULL;
         int rc, r;
@@ -173,8 +181,16 @@ int store_open(sqlite3 **ret, const char *path, const char *const *migrations, s
          * the operator's evidence, and is moved aside as it is. */
         (void) sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 
+        if (o && o->page_size > 0) {
+                /* Only a new file takes it (a no-op on an existing one). */
+                snprintf(pragma, sizeof pragma, "PRAGMA page_size = %" PRIu32, o->page_size);
+                r = store_exec(db, pragma);
+                if (r < 0)
+                        return r;
+        }
         /* The first read: a file that is not SQLite fails here (SQLITE_NOTADB, -EUCLEAN). */
-        r = store_exec(db, "PRAGMA journal_mode = WAL");
+        snprintf(pragma, sizeof pragma, "PRAGMA journal_mode = %s", journal);
+        r = store_exec(db, pragma);
         if (r < 0)
                 return r;
         r = store_quick_check(db, &problem);
@@ -202,6 +218,32 @@ int store_open(sqlite3 **ret, const char *path, const char *const *migrations, s
         if (r < 0)
                 return r;
 
+        *ret = TAKE_PTR(db);
+        return 0;
+}
+
+int store_connect(sqlite3 **ret, const char *path, const char *journal_mode) {
+        _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
+        char pragma[64];
+        int rc, r;
+
+        rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc != SQLITE_OK)
+                return store_errno(rc);
+        sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
+        sqlite3_extended_result_codes(db, 1);
+        if (journal_mode) {
+                snprintf(pragma, sizeof pragma, "PRAGMA journal_mode = %s", journal_mode);
+                r = store_exec(db, pragma);
+                if (r < 0)
+                        return r;
+        }
+        r = store_exec(db, "PRAGMA synchronous = FULL");
+        if (r < 0)
+                return r;
+        r = store_exec(db, "PRAGMA journal_size_limit = 67108864");
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(db);
         return 0;
 }

@@ -27,6 +27,18 @@ int store_errno(int rc);
  * is checked first (PRAGMA quick_check): -EUCLEAN when it is not an SQLite
  * database or is damaged (what SQLite found is logged as a warning). */
 int store_open(sqlite3 **ret, const char *path, const char *const *migrations, size_t n_migrations);
+typedef struct StoreOptions {
+        uint32_t page_size;             /* for a new file: a power of two, 512 to 65536; 0: SQLite's */
+        const char *journal_mode;       /* NULL: WAL */
+} StoreOptions;
+
+/* The same with options. */
+int store_open_full(sqlite3 **ret, const char *path, const StoreOptions *o, const char *const *migrations,
+                    size_t n_migrations);
+/* Another connection to a database store_open*() has set up and migrated,
+ * for another thread: the same durability, no checks. journal_mode: the
+ * one it was opened with when that is not WAL (which the file keeps). */
+int store_connect(sqlite3 **ret, const char *path, const char *journal_mode);
 
 /* PRAGMA quick_check: 0 when sound, else a negative errno (-EUCLEAN: damaged
  * or not a database) and what SQLite says in *ret_problem (malloc()ed). */
