@@ -14,6 +14,7 @@ deliverables 1 and 5):
 - a server whose database file is garbage moves it aside to
   <file>.corrupt-<time> (LOG_ERR), starts a fresh one, syncs from a peer and
   serves the cluster's model;
+- a server whose update log is garbage moves it aside and starts an empty one;
 - a scheduler whose database is garbage refuses to start, names the file and
   says what to do; the file is left as it was."""
 
@@ -159,6 +160,18 @@ def main(t):
             con.execute("SELECT iteration FROM checkpoints").fetchall() == [(2,)],
             "the fresh database holds the synced checkpoint of iteration 2")
     con.close()
+
+    # ---- its update log is garbage: moved aside, an empty one, serving on
+    b3.stop()
+    log_b = db_b + "-updates"
+    t.check(os.path.exists(log_b), "the server keeps its update log beside its database", os.listdir(rec))
+    with open(log_b, "wb") as f:
+        f.write(GARBAGE)
+    b4 = c.start_server(port=b.port, node_id=node_b, state_dir=b.state_dir, extra=tc.server_extra,
+                        name="garbage-update-log")
+    t.check(b4.wait_log("The update log %s is damaged: moved it to %s.corrupt-" % (log_b, log_b), 1, 10),
+            "the garbage update log is reported and moved aside", b4.tail(10))
+    wait_serving(t, proto, ub, good, 2, "after the fresh update log")
 
     # The cluster trains on with the recovered server.
     run_iteration(t, proto, tc, ua, ub, "it3")
