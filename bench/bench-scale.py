@@ -63,21 +63,19 @@ def one_run(t, model_path, label, n):
 
     t0 = time.monotonic()
     r = c.http("POST", "/scaleout", {"worker_num": 0, "server_num": 2})
-    if r.status != 200:
-        raise harness.Failure("scaleout refused: %s" % (r.json,))
+    t.require(r.status == 200, "%s run %d: POST /scaleout is accepted" % (label, n), r.json)
     c.server_num = 4
     new = c.start_server(local_server_num=2, extra=["--max_request_size_mb=512"], wait=False, name="new")
     wait(lambda: c.state() == "CLUSTER_READY", 120, "scale-out")
     scale_out = time.monotonic() - t0
     nodes = c.nodes()
     leavers = [x for x in nodes if x["fl_server_port"] in new.ports]
-    if len(nodes) != 4 or len(leavers) != 2 or not all(x.get("in_sync") for x in nodes):
-        raise harness.Failure("after scale-out: %s" % nodes)
+    t.require(len(nodes) == 4 and len(leavers) == 2 and all(x.get("in_sync") for x in nodes),
+              "%s run %d: after the scale-out 4 servers hold the model" % (label, n), nodes)
 
     t0 = time.monotonic()
     r = c.http("POST", "/scalein", {"node_ids": [x["node_id"] for x in leavers]})
-    if r.status != 200:
-        raise harness.Failure("scalein refused: %s" % (r.json,))
+    t.require(r.status == 200, "%s run %d: POST /scalein is accepted" % (label, n), r.json)
     wait(lambda: all(harness.pid_gone(x["pid"]) for x in leavers), 60, "the leavers' exit")
     scale_in = time.monotonic() - t0
     c.flctl("finish", url=True, timeout=60)
