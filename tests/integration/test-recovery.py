@@ -14,7 +14,9 @@ the FedAvg of exactly the updates that were acknowledged.
 3. A server is SIGSTOPped and then SIGKILLed while the all-reduce runs; it
    comes back, and the scheduler asks the ring again: the model holds the
    updates it had acknowledged.
-4. A server that never returns: once declared dead its acknowledged updates
+4. The scheduler is SIGKILLed while the all-reduce runs (one server
+   stopped): restarted, it asks the ring again once both are back.
+5. A server that never returns: once declared dead its acknowledged updates
    no longer count, their devices send them again to the other server, and
    the iteration completes without it."""
 
@@ -29,7 +31,7 @@ import harness  # noqa: E402
 from fl_proto import mean, upload  # noqa: E402
 
 NODE_TIMEOUT = 4
-JOB = {"fl_iteration_num": 4, "start_fl_job_threshold": 4, "update_model_ratio": 1.0,
+JOB = {"fl_iteration_num": 5, "start_fl_job_threshold": 4, "update_model_ratio": 1.0,
        "start_fl_job_time_window": 60000, "update_model_time_window": 60000}
 INITIAL = [("w", [0.25 * i - 2 for i in range(12)]), ("b", [1.0, -2.0, 0.5])]
 
@@ -155,25 +157,47 @@ def main(t):
     model_is(t, tc, mean([ups[d] for d, _ in devs], 48),
              "the model of iteration 3 holds every acknowledged update, those of the killed server too")
 
-    # ---- 4. a server that never returns
+    # ---- 4. the scheduler dies during the all-reduce
+    prev = tc.models()[0][2]
+    devs = [("h1", 2), ("h2", 4), ("h3", 6), ("h4", 8)]
+    ups = {d: upload(prev, -0.0625 * (k + 1), ds) for k, (d, ds) in enumerate(devs)}
+    admit(t, proto, tc, devs, 4)
+    send(t, proto, u0, "h1", 4, ups["h1"], "rank 0 acknowledges h1")
+    send(t, proto, u1, "h2", 4, ups["h2"], "rank 1 acknowledges h2")
+    send(t, proto, u1, "h3", 4, ups["h3"], "rank 1 acknowledges h3")
+    stopped = tc.daemons[r1]
+    stopped.signal_group(signal.SIGSTOP)
+    send(t, proto, u0, "h4", 4, ups["h4"], "h4, the last update, on rank 0")
+    t.check(tc.daemons[r0].wait_log("Aggregating iteration 4 over a ring of 2 servers", 1, 10),
+            "rank 0 starts the all-reduce with the stopped rank 1", tc.daemons[r0].tail(5))
+    c.scheduler.kill9()
+    c.restart_scheduler()
+    stopped.signal_group(signal.SIGCONT)
+    t.require(harness.wait_until(lambda: tc.state().get("iteration") == 5, 30),
+              "iteration 4 completes after the scheduler's restart", (tc.state(), c.scheduler.tail(10)))
+    t.require(tc.wait_iteration(5, timeout=20), "both servers are in iteration 5", tc.server_states())
+    model_is(t, tc, mean([ups[d] for d, _ in devs], 20),
+             "the model of iteration 4 holds every acknowledged update")
+
+    # ---- 5. a server that never returns
     prev = tc.models()[0][2]
     devs = [("f1", 3), ("f2", 6), ("f3", 9), ("f4", 12)]
     ups = {d: upload(prev, -0.5 * (k + 1), ds) for k, (d, ds) in enumerate(devs)}
-    admit(t, proto, tc, devs, 4)
-    send(t, proto, u1, "f1", 4, ups["f1"], "rank 1 acknowledges f1")
-    send(t, proto, u1, "f2", 4, ups["f2"], "rank 1 acknowledges f2")
+    admit(t, proto, tc, devs, 5)
+    send(t, proto, u1, "f1", 5, ups["f1"], "rank 1 acknowledges f1")
+    send(t, proto, u1, "f2", 5, ups["f2"], "rank 1 acknowledges f2")
     tc.daemons[r1].kill9()
-    send(t, proto, u0, "f3", 4, ups["f3"], "f3 updates on rank 0")
-    send(t, proto, u0, "f4", 4, ups["f4"], "f4 updates on rank 0")
+    send(t, proto, u0, "f3", 5, ups["f3"], "f3 updates on rank 0")
+    send(t, proto, u0, "f4", 5, ups["f4"], "f4 updates on rank 0")
     t.check(c.scheduler.wait_log("waiting for server rank 1", 1, 5),
             "with all four counted, the scheduler waits for rank 1, which holds two", c.scheduler.tail(5))
-    t.check(c.scheduler.wait_log("is dead with 2 acknowledged updates of iteration 4", 1, 3 * NODE_TIMEOUT),
+    t.check(c.scheduler.wait_log("is dead with 2 acknowledged updates of iteration 5", 1, 3 * NODE_TIMEOUT),
             "rank 1 is declared dead and its two updates no longer count", c.scheduler.tail(5))
-    t.check(tc.state().get("iteration_phase") == "COLLECTING", "iteration 4 still collects", tc.state())
-    send(t, proto, u0, "f1", 4, ups["f1"], "f1 sends its update again, to rank 0")
-    send(t, proto, u0, "f2", 4, ups["f2"], "f2 sends its update again, to rank 0")
+    t.check(tc.state().get("iteration_phase") == "COLLECTING", "iteration 5 still collects", tc.state())
+    send(t, proto, u0, "f1", 5, ups["f1"], "f1 sends its update again, to rank 0")
+    send(t, proto, u0, "f2", 5, ups["f2"], "f2 sends its update again, to rank 0")
     t.require(harness.wait_until(lambda: tc.state().get("iteration_phase") == "FINISHED", 20),
-              "iteration 4 completes without rank 1 and the job finishes", (tc.state(), c.scheduler.tail(10)))
+              "iteration 5 completes without rank 1 and the job finishes", (tc.state(), c.scheduler.tail(10)))
     status_code, _, got = proto.fetch_model(u0)
     diff = fl_proto.compare_models(got, mean([ups[d] for d, _ in devs], 30))
     t.check(status_code == 200 and diff is None, "the final model is the mean of all four updates", diff)
