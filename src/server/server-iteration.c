@@ -9,6 +9,7 @@
 #include "server-iteration.h"
 #include "server-manager.h"
 #include "server-updates.h"
+#include "store.h"
 #include "util.h"
 #include "wire-protocol.h"
 
@@ -228,6 +229,8 @@ int manager_on_iteration(Manager *m, json_object *o) {
 
         t->current = msg;
         t->seen = t->known = true;
+        if (!had || old.iteration != msg.iteration || old.phase != msg.phase)
+                training_save(m, o);
         manager_settle_model(m, msg.iteration, msg.abandoned);
         log_iteration(m, &old, had, &msg);
         update_log_on_iteration(m->updates, msg.iteration, msg.abandoned);
@@ -253,6 +256,43 @@ int manager_on_iteration(Manager *m, json_object *o) {
         manager_sync_on_iteration(m);
         /* After a registration: tell the scheduler which updates this server holds. */
         update_log_maybe_replay(m->updates);
+        return 0;
+}
+
+/* The iteration as last announced, kept in the server database: a server
+ * restarted while the scheduler is away knows where the job was (and, once
+ * it is finished, keeps serving its final model). */
+void training_save(Manager *m, json_object *o) {
+        int r;
+
+        if (!m->store)
+                return;
+        r = store_meta_set(m->store, "iteration", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+        if (r < 0)
+                log_warning_errno(r, "Failed to store iteration %u in %s: %m", m->training.current.iteration,
+                                  m->store_path);
+}
+
+int training_load(Manager *m) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_free_ char *text = NULL;
+        IterationMsg msg;
+        int r;
+
+        r = store_meta_get(m->store, "iteration", &text);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the last iteration from %s: %m", m->store_path);
+        if (!text)
+                return 0;
+        if (json_parse_object(text, strlen(text), &o) < 0 || iteration_msg_parse(o, m->config, &msg) < 0) {
+                log_warning("The last iteration stored in %s cannot be read; waiting for the scheduler's.",
+                            m->store_path);
+                return 0;
+        }
+        m->training.current = msg;
+        m->training.seen = true;        /* not known: that takes the scheduler */
+        log_info("The job %s was last in iteration %u (%s).", msg.job.fl_name, msg.iteration,
+                 training_phase_to_string(msg.phase));
         return 0;
 }
 

@@ -85,5 +85,8 @@ int manager_on_iteration(Manager *m, json_object *o);
 int manager_on_aggregate(Manager *m, json_object *o);
 /* The link to the scheduler is gone: the iteration is no longer known. */
 void manager_training_link_lost(Manager *m);
+/* The announced iteration, in and out of the server database. */
+void training_save(Manager *m, json_object *o);
+int training_load(Manager *m);
 
 #define SERVER_ALLREDUCE_TIMEOUT_USEC (60U * USEC_PER_SEC)

@@ -141,6 +141,9 @@ int manager_load_model(Manager *m) {
         r = update_log_open(m->updates, m->store_path);
         if (r < 0)
                 return r;
+        r = training_load(m);
+        if (r < 0)
+                return r;
 
         r = load_from_store(m, &found);
         if (r < 0)

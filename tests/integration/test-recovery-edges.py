@@ -68,8 +68,26 @@ def late_verdict(t, proto):
     t.check(proto.update_model(u, "Lenet", "d2", 1, ups["d2"]).retcode == 200, "late: d2 updates")
     t.require(harness.wait_until(lambda: tc.state().get("iteration_phase") == "FINISHED", 15),
               "late: the iteration completes", tc.state())
-    diff = fl_proto.compare_models(tc.models()[0][2], mean([ups["d1"], ups["d2"]], 40))
+    final = mean([ups["d1"], ups["d2"]], 40)
+    diff = fl_proto.compare_models(tc.models()[0][2], final)
     t.check(diff is None, "late: the model is the mean of both updates, d1 once", diff)
+
+    # The job is over and the scheduler gone: a server restarted now still
+    # knows the job finished, and keeps serving its final model.
+    t.require(harness.wait_until(lambda: status(u).get("phase") == "FINISHED", 10),
+              "late: the server knows the job finished", status(u))
+    tc.c.scheduler.kill9()
+    old = tc.daemons[0]
+    old.kill9()
+    d = harness.Daemon(t, "late-server-after-the-job", old.argv, env=tc.c.env()).start()
+    t.check(d.wait_log("was last in iteration 1 (FINISHED)", 1, 10),
+            "late: restarted without a scheduler, it knows where the job was", d.tail(5))
+    r = None
+    if harness.wait_until(lambda: harness.http("GET", u + "/", timeout=2).status == 200, 10):
+        r = proto.get_model(u, "Lenet", 1)
+    t.check(r is not None and r.retcode == 200 and r.msg.get("iteration") == 1 and
+            fl_proto.compare_models(r.msg.get("feature_map"), final) is None,
+            "late: and getModel serves the final model", r)
 
 
 def not_durable(t, proto):
