@@ -241,6 +241,34 @@ static void test_check_orders(void **state) {
                 assert_ptr_equal(ordered[t], u.data + offset_of(t));
 }
 
+static void test_halves(void **state) {
+        _cleanup_(model_freep) Model *s = shape();
+        _cleanup_(aggregate_freep) Aggregate *whole = NULL, *halves = NULL;
+        const float *ordered[N_TENSORS];
+        char reason[FL_REASON_MAX];
+        Update u, v;
+
+        assert_int_equal(aggregate_new(&whole, s), 0);
+        assert_int_equal(aggregate_new(&halves, s), 0);
+        update_init(&u, in_order, 5, 11);
+        update_init(&v, shuffled, 8, 12);
+        assert_int_equal(aggregate_add(whole, u.maps, N_TENSORS, 5, reason), 0);
+        assert_int_equal(aggregate_add(whole, v.maps, N_TENSORS, 8, reason), 0);
+
+        /* The weights first (a replayed log), the counts later: the same sum. */
+        assert_int_equal(aggregate_check(halves, u.maps, N_TENSORS, ordered, reason), 0);
+        aggregate_add_weights(halves, ordered);
+        assert_int_equal(aggregate_check(halves, v.maps, N_TENSORS, ordered, reason), 0);
+        aggregate_add_weights(halves, ordered);
+        assert_int_equal(halves->updates, 0);
+        assert_int_equal(aggregate_count(halves, 0), -EINVAL);
+        assert_int_equal(aggregate_count(halves, 8), 0);
+        assert_int_equal(aggregate_count(halves, 5), 0);
+        assert_int_equal(halves->updates, 2);
+        assert_int_equal(halves->data_size, 13);
+        assert_memory_equal(halves->sum, whole->sum, TOTAL * sizeof(double));
+}
+
 static void test_reset(void **state) {
         _cleanup_(model_freep) Model *s = shape();
         _cleanup_(aggregate_freep) Aggregate *a = NULL;
@@ -314,6 +342,7 @@ int main(void) {
                 cmocka_unit_test(test_order_independent),
                 cmocka_unit_test(test_refusals_leave_sum),
                 cmocka_unit_test(test_check_orders),
+                cmocka_unit_test(test_halves),
                 cmocka_unit_test(test_reset),
                 cmocka_unit_test(test_finish_refusals),
                 cmocka_unit_test(test_checksum),

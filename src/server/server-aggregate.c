@@ -174,6 +174,21 @@ int aggregate_check(const Aggregate *a, const FlFeatureMap *maps, size_t n, cons
         return 0;
 }
 
+void aggregate_add_weights(Aggregate *a, const float *const *ordered) {
+        for (size_t t = 0; t < a->n_tensors; t++)
+                add_floats(a->sum + a->offsets[t], ordered[t], a->sizes[t]);
+}
+
+int aggregate_count(Aggregate *a, uint32_t data_size) {
+        if (!a || data_size == 0)
+                return -EINVAL;
+        if (a->data_size + data_size > AGGREGATE_COUNT_MAX || a->updates == UINT32_MAX)
+                return -EOVERFLOW;
+        a->data_size += data_size;
+        a->updates++;
+        return 0;
+}
+
 int aggregate_add_checked(Aggregate *a, const float *const *ordered, uint32_t data_size) {
         if (!a || !ordered || data_size == 0)
                 return -EINVAL;

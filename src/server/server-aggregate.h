@@ -61,6 +61,11 @@ uint64_t aggregate_digest(const Aggregate *a, const float *const *ordered);
 /* Adds an update that aggregate_check() has accepted (ordered as it
  * returned). -EINVAL for data_size 0, -EOVERFLOW past 2^53 in total. */
 int aggregate_add_checked(Aggregate *a, const float *const *ordered, uint32_t data_size);
+/* The two halves of aggregate_add_checked(), for a server replaying its log:
+ * the weights as soon as an update is read, the count once the scheduler
+ * says it is this server's. */
+void aggregate_add_weights(Aggregate *a, const float *const *ordered);
+int aggregate_count(Aggregate *a, uint32_t data_size);
 /* Both: the sum is untouched unless it returns 0. */
 int aggregate_add(Aggregate *a, const FlFeatureMap *maps, size_t n, uint32_t data_size,
                   char reason[static FL_REASON_MAX]);

@@ -59,6 +59,7 @@ struct UpdateLog {
         size_t n_replays, n_answered;
         uint32_t replay_iteration;
         uint32_t replay_kept;
+        bool replay_dirty;              /* the sum holds the weights of a row not kept */
 };
 
 static void row_key_done(RowKey *k) {
@@ -451,6 +452,9 @@ static int collect_row(const char *fl_id, const char *digest, const void *body, 
                 return -ENOMEM;
         strcpy(rp[u->n_replays].digest, digest);
         u->n_replays++;
+        /* Summed now, read once; counted when the scheduler says it is ours
+         * (almost always: the rare row that is not makes a rebuild). */
+        aggregate_add_weights(u->manager->aggregate, c.ordered);
         return 0;
 }
 
@@ -474,8 +478,30 @@ static int collect_held(UpdateLog *u) {
         return 0;
 }
 
+static int take_logged(UpdateLog *u, uint32_t iteration, const char *fl_id, const char *digest, uint32_t data_size);
+
+/* The sum again from the rows kept, when it took the weights of one that was not. */
+static void replay_rebuild(UpdateLog *u) {
+        Aggregate *a = u->manager->aggregate;
+        Admissions kept = u->held;
+        char digest[DIGEST_STRING_MAX];
+
+        if (!a || a->iteration != u->replay_iteration || u->held_iteration != u->replay_iteration)
+                return;         /* the scheduler moved on meanwhile: that sum is gone anyway */
+        admissions_init(&u->held);
+        aggregate_reset(a, u->replay_iteration);
+        for (size_t i = 0; i < kept.n_slots; i++)
+                if (kept.slots[i].fl_id)
+                        (void) take_logged(u, u->replay_iteration, kept.slots[i].fl_id,
+                                           digest_to_string(kept.slots[i].digest, digest), kept.slots[i].data_size);
+        admissions_clear(&kept);
+}
+
 static void replay_finished(UpdateLog *u) {
         Aggregate *a = u->manager->aggregate;
+
+        if (u->replay_dirty)
+                replay_rebuild(u);
 
         if (u->n_replays > 0)
                 log_info("Replayed %zu logged update%s of iteration %u: %u held here, the running sum holds %u "
@@ -493,6 +519,7 @@ static int replay_start(UpdateLog *u) {
         replays_clear(u);
         u->replay_iteration = iteration;
         u->replay_kept = 0;
+        u->replay_dirty = false;
 
         if (m->training.current.phase != TRAINING_FINISHED && m->aggregate) {
                 if (log_db(u)) {
@@ -586,6 +613,33 @@ static int take_logged(UpdateLog *u, uint32_t iteration, const char *fl_id, cons
         return 0;
 }
 
+/* A replayed row the scheduler counts for us: its weights are in the sum already. */
+static int replay_keep(UpdateLog *u, const Replay *rp, uint32_t data_size) {
+        Aggregate *a = u->manager->aggregate;
+        Admission *e;
+        uint64_t digest;
+        int r;
+
+        (void) digest_from_string(rp->digest, &digest);
+        if (!a || a->iteration != u->replay_iteration || a->iteration != u->held_iteration)
+                return -ESTALE;
+        e = admissions_find(&u->held, rp->fl_id);
+        if (e) {
+                /* Two rows of one device (a different update was sent too): only one is kept. */
+                u->replay_dirty = true;
+                return e->digest == digest ? 0 : -EEXIST;
+        }
+        r = aggregate_count(a, data_size);
+        if (r < 0)
+                return log_error_errno(r, "Failed to count the logged update of device %s: %m", rp->fl_id);
+        r = admissions_add(&u->held, rp->fl_id, data_size, &e);
+        if (r < 0)
+                return log_oom();
+        e->digest = digest;
+        e->updated = true;
+        return 0;
+}
+
 int update_log_on_reply(UpdateLog *u, const SchedulerReply *reply, bool keep) {
         const Replay *rp;
 
@@ -594,10 +648,12 @@ int update_log_on_reply(UpdateLog *u, const SchedulerReply *reply, bool keep) {
         rp = &u->replays[u->n_answered++];
 
         if (reply->state == REPLY_OK && reply->retcode == FL_SUCCEED && keep) {
-                if (!log_db(u) || take_logged(u, u->replay_iteration, rp->fl_id, rp->digest, reply->data_size) >= 0)
+                if (!log_db(u) || replay_keep(u, rp, reply->data_size) >= 0)
                         u->replay_kept++;
-        } else if (log_db(u))
+        } else if (log_db(u)) {
                 queue_delete(u, u->replay_iteration, rp->fl_id, rp->digest);
+                u->replay_dirty = true;
+        }
         else
                 log_warning("The scheduler no longer counts the update of device %s in iteration %u for this server, "
                             "but without durable_updates it cannot be taken out of the running sum.", rp->fl_id,
