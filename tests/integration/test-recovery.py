@@ -18,7 +18,9 @@ the FedAvg of exactly the updates that were acknowledged.
    stopped): restarted, it asks the ring again once both are back.
 5. A server that never returns: once declared dead its acknowledged updates
    no longer count, their devices send them again to the other server, and
-   the iteration completes without it."""
+   the iteration completes without it.
+6. The same during the all-reduce: the iteration goes back to collecting
+   updates, and completes once their devices have sent them again."""
 
 import os
 import signal
@@ -31,7 +33,7 @@ import harness  # noqa: E402
 from fl_proto import mean, upload  # noqa: E402
 
 NODE_TIMEOUT = 4
-JOB = {"fl_iteration_num": 5, "start_fl_job_threshold": 4, "update_model_ratio": 1.0,
+JOB = {"fl_iteration_num": 6, "start_fl_job_threshold": 4, "update_model_ratio": 1.0,
        "start_fl_job_time_window": 60000, "update_model_time_window": 60000}
 INITIAL = [("w", [0.25 * i - 2 for i in range(12)]), ("b", [1.0, -2.0, 0.5])]
 
@@ -196,10 +198,39 @@ def main(t):
     t.check(tc.state().get("iteration_phase") == "COLLECTING", "iteration 5 still collects", tc.state())
     send(t, proto, u0, "f1", 5, ups["f1"], "f1 sends its update again, to rank 0")
     send(t, proto, u0, "f2", 5, ups["f2"], "f2 sends its update again, to rank 0")
-    t.require(harness.wait_until(lambda: tc.state().get("iteration_phase") == "FINISHED", 20),
-              "iteration 5 completes without rank 1 and the job finishes", (tc.state(), c.scheduler.tail(10)))
+    t.require(harness.wait_until(lambda: tc.state().get("iteration") == 6, 20),
+              "iteration 5 completes without rank 1", (tc.state(), c.scheduler.tail(10)))
     status_code, _, got = proto.fetch_model(u0)
     diff = fl_proto.compare_models(got, mean([ups[d] for d, _ in devs], 30))
+    t.check(status_code == 200 and diff is None, "the model of iteration 5 is the mean of all four updates", diff)
+
+    # ---- 6. rank 1 comes back, then dies for good during the all-reduce
+    d = restart(t, tc, r1, "fl-serverd-rank1-fourth")
+    t.require(harness.wait_until(lambda: tc.state().get("alive_server_num") == 2 and
+                                 all(n.get("in_sync") for n in c.nodes()), 20),
+              "rank 1 is back and holds the model of iteration 5", c.nodes())
+    prev = got
+    devs = [("k1", 5), ("k2", 10), ("k3", 15), ("k4", 20)]
+    ups = {dv: upload(prev, 0.375 * (k + 1), ds) for k, (dv, ds) in enumerate(devs)}
+    admit(t, proto, tc, devs, 6)
+    send(t, proto, u0, "k1", 6, ups["k1"], "rank 0 acknowledges k1")
+    send(t, proto, u1, "k2", 6, ups["k2"], "rank 1 acknowledges k2")
+    send(t, proto, u1, "k3", 6, ups["k3"], "rank 1 acknowledges k3")
+    d.signal_group(signal.SIGSTOP)
+    send(t, proto, u0, "k4", 6, ups["k4"], "k4, the last update, on rank 0")
+    t.check(tc.daemons[r0].wait_log("Aggregating iteration 6 over a ring of 2 servers", 1, 10),
+            "rank 0 starts the all-reduce with the stopped rank 1", tc.daemons[r0].tail(5))
+    d.kill9()
+    t.check(c.scheduler.wait_log("is dead with 2 acknowledged updates of iteration 6", 1, 3 * NODE_TIMEOUT),
+            "rank 1 is declared dead during the aggregation", c.scheduler.tail(5))
+    t.check(c.scheduler.wait_log("Iteration 6 collects updates again: 2 of 4 are counted", 1, 5),
+            "iteration 6 goes back to collecting updates", c.scheduler.tail(5))
+    send(t, proto, u0, "k2", 6, ups["k2"], "k2 sends its update again, to rank 0")
+    send(t, proto, u0, "k3", 6, ups["k3"], "k3 sends its update again, to rank 0")
+    t.require(harness.wait_until(lambda: tc.state().get("iteration_phase") == "FINISHED", 20),
+              "iteration 6 completes without rank 1 and the job finishes", (tc.state(), c.scheduler.tail(10)))
+    status_code, _, got = proto.fetch_model(u0)
+    diff = fl_proto.compare_models(got, mean([ups[dv] for dv, _ in devs], 50))
     t.check(status_code == 200 and diff is None, "the final model is the mean of all four updates", diff)
 
 
