@@ -199,7 +199,7 @@ int pending_on_reply(Manager *m, uint8_t type, json_object *o) {
         if (r < 0)
                 return log_warning_errno(r, "The scheduler %s sent a %s reply that cannot be read.", m->scheduler,
                                          kind == PENDING_ADMIT ? "startFLJob" : "updateModel");
-        if (kind == PENDING_UPDATE && update_log_on_reply(m->updates, &reply, reply.keep) > 0)
+        if (kind == PENDING_UPDATE && update_log_on_reply(m->updates, &reply) > 0)
                 return 0;       /* a replayed update */
 
         p = pending_find(&m->pending, reply.req);
@@ -220,7 +220,7 @@ int pending_on_reply(Manager *m, uint8_t type, json_object *o) {
         if (!p->http) {
                 /* Answered at its deadline: only the sum cares. */
                 if (reply.state == REPLY_OK)
-                        (void) update_log_verdict(m->updates, p, &reply, reply.keep);
+                        (void) update_log_verdict(m->updates, p, &reply);
                 return 0;
         }
         if (reply.state == REPLY_SAFEMODE)

@@ -294,7 +294,7 @@ int rounds_update_model(HttpRequest *req, void *userdata) {
 }
 
 int rounds_answer_update(Manager *m, Pending *p, const SchedulerReply *reply) {
-        int32_t retcode = update_log_verdict(m->updates, p, reply, reply->keep);
+        int32_t retcode = update_log_verdict(m->updates, p, reply);
 
         if (retcode == FL_SUCCEED)
                 return answer_update(p->http, m, FL_SUCCEED, reply->reason[0] ? reply->reason : "Update accepted.",

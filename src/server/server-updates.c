@@ -15,16 +15,10 @@
 #include "store.h"
 #include "wire-protocol.h"
 
-typedef struct RowKey {
-        uint32_t iteration;
-        char *fl_id;
-        char digest[DIGEST_STRING_MAX];
-} RowKey;
-
 typedef struct Replay {
         uint32_t req;
         char *fl_id;
-        char digest[DIGEST_STRING_MAX];
+        uint64_t digest;
 } Replay;
 
 struct UpdateLog {
@@ -38,7 +32,7 @@ struct UpdateLog {
         sd_event_source *flush;
         Pending **batch;
         size_t n_batch, n_batch_alloc;
-        RowKey *deletes;
+        LogRow *deletes;                /* their fl_ids are strdup()ed */
         size_t n_deletes;
         bool prune;
         uint32_t prune_keep;
@@ -47,7 +41,6 @@ struct UpdateLog {
         LogWriter *writer;
         LogBatch flight;
         Pending **flight_pending;
-        RowKey *flight_deletes;
 
         /* The updates in the running sum, by fl_id (digest, data_size). */
         Admissions held;
@@ -62,8 +55,10 @@ struct UpdateLog {
         bool replay_dirty;              /* the sum holds the weights of a row not kept */
 };
 
-static void row_key_done(RowKey *k) {
-        free(k->fl_id);
+static void rows_free(LogRow *rows, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free((char *) rows[i].fl_id);
+        free(rows);
 }
 
 static void replays_clear(UpdateLog *u) {
@@ -83,13 +78,22 @@ static void flush_soon(UpdateLog *u);
 static void send_update(UpdateLog *u, Pending *p);
 
 static void flight_clear(UpdateLog *u) {
-        for (size_t i = 0; i < u->flight.n_deletes; i++)
-                row_key_done(&u->flight_deletes[i]);
-        u->flight_deletes = mfree(u->flight_deletes);
+        rows_free(u->flight.deletes, u->flight.n_deletes);
+        free(u->flight.puts);
         u->flight_pending = mfree(u->flight_pending);
-        u->flight.deletes = mfree(u->flight.deletes);
-        u->flight.puts = mfree(u->flight.puts);
         u->flight = (LogBatch) {};
+}
+
+/* Updates that will not be logged: their devices hear it and retry. */
+static void fail_updates(Pending **ps, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                if (!ps[i])
+                        continue;
+                ps[i]->logged = false;
+                (void) rounds_answer_failure(ps[i], FL_SYSTEM_ERROR, "The server could not store the update; "
+                                             "retry later.");
+                pending_free(ps[i]);
+        }
 }
 
 static void on_committed(LogWriter *w, LogBatch *b, void *userdata) {
@@ -97,31 +101,19 @@ static void on_committed(LogWriter *w, LogBatch *b, void *userdata) {
         size_t n = b->n_puts;
         int r = b->result;
 
-        for (size_t i = 0; i < n; i++) {
-                Pending *p = u->flight_pending[i];
-
-                if (!p)
-                        continue;
-                p->logged = false;
-                if (r < 0) {
-                        (void) rounds_answer_failure(p, FL_SYSTEM_ERROR, "The server could not store the update; "
-                                                     "retry later.");
-                        pending_free(p);
-                } else
-                        send_update(u, p);
-        }
-        if (r < 0)
+        if (r < 0) {
+                fail_updates(u->flight_pending, n);
                 log_error_errno(r, "Failed to write %zu update%s to the update log in %s; their devices were "
                                 "answered SystemError: %m", n, n == 1 ? "" : "s", u->db_path);
+        } else
+                for (size_t i = 0; i < n; i++)
+                        if (u->flight_pending[i]) {
+                                u->flight_pending[i]->logged = false;
+                                send_update(u, u->flight_pending[i]);
+                        }
         flight_clear(u);
         if (u->n_batch > 0 || u->n_deletes > 0 || u->prune)
                 flush_soon(u);
-}
-
-static int ensure_writer(UpdateLog *u) {
-        if (u->writer)
-                return 0;
-        return log_writer_new(&u->writer, u->manager->event, u->db_path, on_committed, u);
 }
 
 /* Hands what gathered since the last commit to the writer thread. */
@@ -130,16 +122,12 @@ static int flush_submit(UpdateLog *u) {
         size_t n = 0;
         int r;
 
-        r = ensure_writer(u);
-        if (r < 0)
-                return r;
         for (size_t i = 0; i < u->n_batch; i++)
                 n += !!u->batch[i];
         *b = (LogBatch) { .prune = u->prune, .prune_keep = u->prune_keep };
         b->puts = calloc(MAX(n, (size_t) 1), sizeof *b->puts);
-        b->deletes = calloc(MAX(u->n_deletes, (size_t) 1), sizeof *b->deletes);
         u->flight_pending = calloc(MAX(n, (size_t) 1), sizeof *u->flight_pending);
-        if (!b->puts || !b->deletes || !u->flight_pending) {
+        if (!b->puts || !u->flight_pending) {
                 flight_clear(u);
                 return -ENOMEM;
         }
@@ -156,22 +144,16 @@ static int flush_submit(UpdateLog *u) {
                 row->body = http_request_body(p->http, &row->size);
                 u->flight_pending[b->n_puts++] = p;
         }
-        for (size_t i = 0; i < u->n_deletes; i++)
-                b->deletes[i] = (LogRow) {
-                        .iteration = u->deletes[i].iteration,
-                        .fl_id = u->deletes[i].fl_id,
-                };
-        for (size_t i = 0; i < u->n_deletes; i++)
-                strcpy(b->deletes[i].digest, u->deletes[i].digest);
+        /* The deletes go with the flight (and come back if it cannot leave). */
+        b->deletes = TAKE_PTR(u->deletes);
         b->n_deletes = u->n_deletes;
-
         r = log_writer_submit(u->writer, b);
         if (r < 0) {
+                u->deletes = TAKE_PTR(b->deletes);
+                b->n_deletes = 0;
                 flight_clear(u);
                 return r;
         }
-        /* The batch's rows now belong to the flight. */
-        u->flight_deletes = TAKE_PTR(u->deletes);
         u->n_deletes = 0;
         u->n_batch = 0;
         u->prune = false;
@@ -207,25 +189,15 @@ static int on_flush(sd_event_source *s, void *userdata) {
 
         if (!log_db(u) || (u->n_batch == 0 && u->n_deletes == 0 && !u->prune))
                 return 0;
-        if (u->writer && log_writer_busy(u->writer))
+        if (log_writer_busy(u->writer))
                 return 0;       /* on_committed() flushes again */
 
         r = flush_submit(u);
         if (r < 0) {
                 size_t n = u->n_batch;
 
-                /* Nothing was written: the devices hear it and retry. */
                 u->n_batch = 0;
-                for (size_t i = 0; i < n; i++) {
-                        Pending *p = u->batch[i];
-
-                        if (!p)
-                                continue;
-                        p->logged = false;
-                        (void) rounds_answer_failure(p, FL_SYSTEM_ERROR, "The server could not store the update; "
-                                                     "retry later.");
-                        pending_free(p);
-                }
+                fail_updates(u->batch, n);
                 log_error_errno(r, "Failed to hand %zu update%s to the update log writer: %m", n, n == 1 ? "" : "s");
         }
         return 0;
@@ -235,8 +207,8 @@ static void flush_soon(UpdateLog *u) {
         (void) sd_event_source_set_enabled(u->flush, SD_EVENT_ONESHOT);
 }
 
-static void queue_delete(UpdateLog *u, uint32_t iteration, const char *fl_id, const char *digest) {
-        RowKey *d;
+static void queue_delete(UpdateLog *u, uint32_t iteration, const char *fl_id, uint64_t digest) {
+        LogRow *d;
 
         if (!log_db(u))
                 return;
@@ -246,12 +218,12 @@ static void queue_delete(UpdateLog *u, uint32_t iteration, const char *fl_id, co
                 return;         /* the row stays; a replay names it and the scheduler refuses it again */
         }
         u->deletes = d;
-        d[u->n_deletes] = (RowKey) { .iteration = iteration, .fl_id = strdup(fl_id) };
+        d[u->n_deletes] = (LogRow) { .iteration = iteration, .fl_id = strdup(fl_id) };
         if (!d[u->n_deletes].fl_id) {
                 log_oom();
                 return;
         }
-        strcpy(d[u->n_deletes].digest, digest);
+        digest_to_string(digest, d[u->n_deletes].digest);
         u->n_deletes++;
         flush_soon(u);
 }
@@ -291,7 +263,7 @@ void update_log_forget(UpdateLog *u, Pending *p) {
 
 /* ---- The updates in the sum --------------------------------------------------- */
 
-static int take_logged(UpdateLog *u, uint32_t iteration, const char *fl_id, const char *digest, uint32_t data_size);
+static int take_logged(UpdateLog *u, uint32_t iteration, const char *fl_id, uint64_t digest, uint32_t data_size);
 
 static void held_reset(UpdateLog *u, uint32_t iteration) {
         admissions_clear(&u->held);
@@ -334,15 +306,13 @@ static int held_add(UpdateLog *u, const char *fl_id, uint64_t digest, const floa
         return 1;
 }
 
-int32_t update_log_verdict(UpdateLog *u, Pending *p, const SchedulerReply *reply, bool keep) {
-        char digest[DIGEST_STRING_MAX];
+int32_t update_log_verdict(UpdateLog *u, Pending *p, const SchedulerReply *reply) {
         int r;
 
-        digest_to_string(p->digest, digest);
-        if (reply->retcode != FL_SUCCEED || !keep) {
+        if (reply->retcode != FL_SUCCEED || !reply->keep) {
                 /* Not this server's to sum: the row goes (unless the same update is held here). */
                 if (update_log_lookup(u, p->iteration, p->fl_id, p->digest) != 1)
-                        queue_delete(u, p->iteration, p->fl_id, digest);
+                        queue_delete(u, p->iteration, p->fl_id, p->digest);
                 return (int32_t) reply->retcode;
         }
         if (reply->iteration != p->iteration || reply->data_size == 0) {
@@ -353,7 +323,7 @@ int32_t update_log_verdict(UpdateLog *u, Pending *p, const SchedulerReply *reply
         }
         if (!p->ordered)
                 /* Its device was answered at the deadline: the update is in the log. */
-                r = take_logged(u, p->iteration, p->fl_id, digest, reply->data_size);
+                r = take_logged(u, p->iteration, p->fl_id, p->digest, reply->data_size);
         else
                 r = held_add(u, p->fl_id, p->digest, p->ordered, reply->data_size);
         if (r < 0) {
@@ -394,17 +364,12 @@ static void checked_done(Checked *c) {
 }
 
 /* Decodes and checks a logged update as if a device had just sent it. */
-static int check_row(UpdateLog *u, const void *body, size_t size, const char *fl_id, const char *digest,
+static int check_row(UpdateLog *u, const void *body, size_t size, const char *fl_id, uint64_t want,
                      Checked *ret, char reason[static FL_REASON_MAX]) {
         Aggregate *a = u->manager->aggregate;
-        uint64_t want;
         int r;
 
         *ret = (Checked) {};
-        if (digest_from_string(digest, &want) < 0) {
-                snprintf(reason, FL_REASON_MAX, "its digest '%.20s' is not one", digest);
-                return -EUCLEAN;
-        }
         ret->body = malloc(MAX(size, (size_t) 1));      /* malloc()ed: aligned for the reader */
         ret->ordered = calloc(a->n_tensors, sizeof(float *));
         if (!ret->body || !ret->ordered)
@@ -427,13 +392,33 @@ static int check_row(UpdateLog *u, const void *body, size_t size, const char *fl
         return 0;
 }
 
-static int collect_row(const char *fl_id, const char *digest, const void *body, size_t size, void *userdata) {
+static int replay_add(UpdateLog *u, const char *fl_id, uint64_t digest) {
+        Replay *rp;
+
+        rp = realloc(u->replays, (u->n_replays + 1) * sizeof *rp);
+        if (!rp)
+                return -ENOMEM;
+        u->replays = rp;
+        rp[u->n_replays] = (Replay) { .fl_id = strdup(fl_id), .digest = digest };
+        if (!rp[u->n_replays].fl_id)
+                return -ENOMEM;
+        u->n_replays++;
+        return 0;
+}
+
+static int collect_row(const char *fl_id, const char *digest_s, const void *body, size_t size, void *userdata) {
         UpdateLog *u = userdata;
         _cleanup_(checked_done) Checked c = {};
         char reason[FL_REASON_MAX] = "";
-        Replay *rp;
+        uint64_t digest;
         int r;
 
+        if (digest_from_string(digest_s, &digest) < 0) {
+                /* Not named, so not counted; the row goes with its iteration. */
+                log_warning("The logged update of device %s in iteration %u has no valid digest ('%.20s'): "
+                            "dropping it; the scheduler no longer counts it.", fl_id, u->replay_iteration, digest_s);
+                return 0;
+        }
         r = check_row(u, body, size, fl_id, digest, &c, reason);
         if (r == -ENOMEM)
                 return r;
@@ -443,15 +428,9 @@ static int collect_row(const char *fl_id, const char *digest, const void *body, 
                 queue_delete(u, u->replay_iteration, fl_id, digest);
                 return 0;
         }
-        rp = realloc(u->replays, (u->n_replays + 1) * sizeof *rp);
-        if (!rp)
-                return -ENOMEM;
-        u->replays = rp;
-        rp[u->n_replays] = (Replay) { .fl_id = strdup(fl_id) };
-        if (!rp[u->n_replays].fl_id)
-                return -ENOMEM;
-        strcpy(rp[u->n_replays].digest, digest);
-        u->n_replays++;
+        r = replay_add(u, fl_id, digest);
+        if (r < 0)
+                return r;
         /* Summed now, read once; counted when the scheduler says it is ours
          * (almost always: the rare row that is not makes a rebuild). */
         aggregate_add_weights(u->manager->aggregate, c.ordered);
@@ -461,30 +440,21 @@ static int collect_row(const char *fl_id, const char *digest, const void *body, 
 static int collect_held(UpdateLog *u) {
         for (size_t i = 0; i < u->held.n_slots; i++) {
                 const Admission *a = &u->held.slots[i];
-                Replay *rp;
+                int r;
 
                 if (!a->fl_id)
                         continue;
-                rp = realloc(u->replays, (u->n_replays + 1) * sizeof *rp);
-                if (!rp)
-                        return -ENOMEM;
-                u->replays = rp;
-                rp[u->n_replays] = (Replay) { .fl_id = strdup(a->fl_id) };
-                if (!rp[u->n_replays].fl_id)
-                        return -ENOMEM;
-                digest_to_string(a->digest, rp[u->n_replays].digest);
-                u->n_replays++;
+                r = replay_add(u, a->fl_id, a->digest);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
-
-static int take_logged(UpdateLog *u, uint32_t iteration, const char *fl_id, const char *digest, uint32_t data_size);
 
 /* The sum again from the rows kept, when it took the weights of one that was not. */
 static void replay_rebuild(UpdateLog *u) {
         Aggregate *a = u->manager->aggregate;
         Admissions kept = u->held;
-        char digest[DIGEST_STRING_MAX];
 
         if (!a || a->iteration != u->replay_iteration || u->held_iteration != u->replay_iteration)
                 return;         /* the scheduler moved on meanwhile: that sum is gone anyway */
@@ -492,8 +462,8 @@ static void replay_rebuild(UpdateLog *u) {
         aggregate_reset(a, u->replay_iteration);
         for (size_t i = 0; i < kept.n_slots; i++)
                 if (kept.slots[i].fl_id)
-                        (void) take_logged(u, u->replay_iteration, kept.slots[i].fl_id,
-                                           digest_to_string(kept.slots[i].digest, digest), kept.slots[i].data_size);
+                        (void) take_logged(u, u->replay_iteration, kept.slots[i].fl_id, kept.slots[i].digest,
+                                           kept.slots[i].data_size);
         admissions_clear(&kept);
 }
 
@@ -536,11 +506,9 @@ static int replay_start(UpdateLog *u) {
         }
 
         for (size_t i = 0; i < u->n_replays; i++) {
-                _cleanup_(json_object_putp) json_object *o = NULL;
-                uint64_t digest;
+                _cleanup_(json_object_putp) json_object *o = update_json(iteration, u->replays[i].fl_id,
+                                                                         u->replays[i].digest);
 
-                (void) digest_from_string(u->replays[i].digest, &digest);
-                o = update_json(iteration, u->replays[i].fl_id, digest);
                 if (!o || json_object_object_add(o, "replay", json_object_new_boolean(true)) < 0)
                         return log_oom();
                 u->replays[i].req = m->pending.next_req++;
@@ -586,25 +554,22 @@ bool update_log_replaying(const UpdateLog *u) {
 }
 
 /* Adds a logged update the scheduler counts for this server to the sum. */
-static int take_logged(UpdateLog *u, uint32_t iteration, const char *fl_id, const char *digest, uint32_t data_size) {
+static int take_logged(UpdateLog *u, uint32_t iteration, const char *fl_id, uint64_t digest, uint32_t data_size) {
         _cleanup_(checked_done) Checked c = {};
         _cleanup_free_ uint8_t *body = NULL;
-        char reason[FL_REASON_MAX] = "";
-        uint64_t d;
+        char reason[FL_REASON_MAX] = "", digest_s[DIGEST_STRING_MAX];
         size_t size;
         int r;
 
         if (!log_db(u))
                 return -ENOENT;
-        r = server_store_load_update(log_db(u), iteration, fl_id, digest, &body, &size);
+        r = server_store_load_update(log_db(u), iteration, fl_id, digest_to_string(digest, digest_s), &body, &size);
         if (r == 0)
                 r = -ENOENT;
         if (r >= 0)
                 r = check_row(u, body, size, fl_id, digest, &c, reason);
-        if (r >= 0) {
-                (void) digest_from_string(digest, &d);
-                r = held_add(u, fl_id, d, c.ordered, data_size);
-        }
+        if (r >= 0)
+                r = held_add(u, fl_id, digest, c.ordered, data_size);
         if (r < 0)
                 /* Counted for us but not summable: the aggregate will not match the
                  * counts and the scheduler abandons the iteration rather than lose it quietly. */
@@ -617,17 +582,15 @@ static int take_logged(UpdateLog *u, uint32_t iteration, const char *fl_id, cons
 static int replay_keep(UpdateLog *u, const Replay *rp, uint32_t data_size) {
         Aggregate *a = u->manager->aggregate;
         Admission *e;
-        uint64_t digest;
         int r;
 
-        (void) digest_from_string(rp->digest, &digest);
         if (!a || a->iteration != u->replay_iteration || a->iteration != u->held_iteration)
                 return -ESTALE;
         e = admissions_find(&u->held, rp->fl_id);
         if (e) {
                 /* Two rows of one device (a different update was sent too): only one is kept. */
                 u->replay_dirty = true;
-                return e->digest == digest ? 0 : -EEXIST;
+                return e->digest == rp->digest ? 0 : -EEXIST;
         }
         r = aggregate_count(a, data_size);
         if (r < 0)
@@ -635,19 +598,19 @@ static int replay_keep(UpdateLog *u, const Replay *rp, uint32_t data_size) {
         r = admissions_add(&u->held, rp->fl_id, data_size, &e);
         if (r < 0)
                 return log_oom();
-        e->digest = digest;
+        e->digest = rp->digest;
         e->updated = true;
         return 0;
 }
 
-int update_log_on_reply(UpdateLog *u, const SchedulerReply *reply, bool keep) {
+int update_log_on_reply(UpdateLog *u, const SchedulerReply *reply) {
         const Replay *rp;
 
         if (u->n_answered >= u->n_replays || u->replays[u->n_answered].req != reply->req)
                 return 0;
         rp = &u->replays[u->n_answered++];
 
-        if (reply->state == REPLY_OK && reply->retcode == FL_SUCCEED && keep) {
+        if (reply->state == REPLY_OK && reply->retcode == FL_SUCCEED && reply->keep) {
                 if (!log_db(u) || replay_keep(u, rp, reply->data_size) >= 0)
                         u->replay_kept++;
         } else if (log_db(u)) {
@@ -693,7 +656,7 @@ int update_log_open(UpdateLog *u, const char *store_path) {
         }
         if (r < 0)
                 return log_error_errno(r, "Failed to open the update log %s: %m", u->db_path);
-        r = ensure_writer(u);
+        r = log_writer_new(&u->writer, u->manager->event, u->db_path, on_committed, u);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the update log writer for %s: %m", u->db_path);
         return 0;
@@ -738,9 +701,7 @@ UpdateLog *update_log_free(UpdateLog *u) {
                         pending_free(u->batch[i]);
                 }
         free(u->batch);
-        for (size_t i = 0; i < u->n_deletes; i++)
-                row_key_done(&u->deletes[i]);
-        free(u->deletes);
+        rows_free(u->deletes, u->n_deletes);
         replays_clear(u);
         admissions_clear(&u->held);
         sd_event_source_disable_unref(u->flush);

@@ -56,7 +56,7 @@ void update_log_forget(UpdateLog *u, Pending *p);
  * to the sum unless it is in already; without keep, and for a refusal, its
  * row goes. Returns the retcode to answer the device (SystemError when the
  * sum could not take it). */
-int32_t update_log_verdict(UpdateLog *u, Pending *p, const SchedulerReply *reply, bool keep);
+int32_t update_log_verdict(UpdateLog *u, Pending *p, const SchedulerReply *reply);
 
 /* The scheduler announced an iteration: the table and rows of others go
  * (and of this one, when it was abandoned). */
@@ -69,4 +69,4 @@ void update_log_maybe_replay(UpdateLog *u);
 /* Whether a replay runs (devices then get the safemode answer). */
 bool update_log_replaying(const UpdateLog *u);
 /* A WIRE_UPDATE_REPLY: 1 when it was one for a replayed update (consumed). */
-int update_log_on_reply(UpdateLog *u, const SchedulerReply *reply, bool keep);
+int update_log_on_reply(UpdateLog *u, const SchedulerReply *reply);
