@@ -176,13 +176,20 @@ int iteration_admit(Iteration *it, const Job *job, const char *fl_id, uint32_t d
         return 0;
 }
 
-int iteration_owner(Iteration *it, const char *node_id) {
-        char **owners;
-        uint32_t *counts;
-
+static int owner_of(const Iteration *it, const char *node_id) {
         for (size_t i = 0; i < it->n_owners; i++)
                 if (streq(it->owners[i], node_id))
                         return (int) i + 1;
+        return 0;
+}
+
+int iteration_owner(Iteration *it, const char *node_id) {
+        int owner = owner_of(it, node_id);
+        char **owners;
+        uint32_t *counts;
+
+        if (owner > 0)
+                return owner;
         if (it->n_owners >= UINT16_MAX)
                 return -E2BIG;
         owners = realloc(it->owners, (it->n_owners + 1) * sizeof *owners);
@@ -286,13 +293,6 @@ int iteration_update(Iteration *it, const Job *job, const UpdateAsk *ask, uint64
         v->data_size = a->data_size;
         v->keep = v->changed = true;
         verdict(v, FL_SUCCEED, next, "Update of device %s accepted in iteration %u.", ask->fl_id, it->number);
-        return 0;
-}
-
-static int owner_of(const Iteration *it, const char *node_id) {
-        for (size_t i = 0; i < it->n_owners; i++)
-                if (streq(it->owners[i], node_id))
-                        return (int) i + 1;
         return 0;
 }
 

@@ -361,7 +361,9 @@ static const Node *training_missing_owner(const Manager *m) {
                 if (it->owner_updates[i] == 0)
                         continue;
                 node = registry_find(&m->registry, it->owners[i]);
-                if (!node || !node_can_aggregate(m, node))
+                /* Not in the registry: it left by scale-in, after the iteration
+                 * its updates were aggregated in; nothing to wait for. */
+                if (node && !node_can_aggregate(m, node))
                         return node;
         }
         return NULL;
@@ -441,16 +443,16 @@ static void training_reopen(Manager *m) {
 
 void training_after_commit(Manager *m) {
         Iteration *it = &m->iteration;
+        bool ring_broken = it->phase == ITERATION_AGGREGATING && m->n_ring == 0;
         const Node *missing;
 
         if (!streq(training_gate(m), "ok"))
                 return;
-        if (it->phase == ITERATION_AGGREGATING && m->n_ring == 0 && it->n_updated < job_update_threshold(&m->job)) {
+        if (ring_broken && it->n_updated < job_update_threshold(&m->job)) {
                 training_reopen(m);
                 return;
         }
-        if (!(it->phase == ITERATION_COLLECTING || (it->phase == ITERATION_AGGREGATING && m->n_ring == 0)) ||
-            it->n_updated < job_update_threshold(&m->job))
+        if (!ring_broken && !iteration_ready_to_aggregate(it, &m->job))
                 return;
 
         /* Every acknowledged update is in the aggregate: its holder must be in the ring. */
