@@ -851,6 +851,29 @@ class TrainingCluster:
                 out.append({})
         return out
 
+    def run_iteration(self, devices, label, timeout=30):
+        """One iteration of devices [(start_url, update_url, fl_id, data_size,
+        shift)]: each is admitted, then uploads the served model shifted by
+        shift; waits for the next iteration and returns the FedAvg of the
+        acknowledged updates (the model every server must now hold)."""
+        import harness
+        t, proto = self.t, self.proto
+        base = proto.fetch_model(devices[0][0])[2]
+        number = self.state().get("iteration")
+        ups, total = [], 0
+        for start, _, dev, ds, _ in devices:
+            r = proto.start_fl_job(start, self.fl_name, dev, ds)
+            t.check(r.retcode == 200, "%s: %s is selected" % (label, dev), r)
+        for _, upd, dev, ds, shift in devices:
+            u = upload(base, shift, ds)
+            r = proto.update_model(upd, self.fl_name, dev, number, u)
+            t.check(r.retcode == 200, "%s: %s's update is acknowledged" % (label, dev), r)
+            ups.append(u)
+            total += ds
+        t.require(harness.wait_until(lambda: self.state().get("iteration") == number + 1, timeout),
+                  "%s: iteration %d completes" % (label, number), self.state())
+        return mean(ups, total)
+
     def models(self, iteration=None):
         """[(status, raw, model)] of GET /model from every server."""
         return [self.proto.fetch_model(u, iteration) for u in self.urls]

@@ -28,7 +28,6 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fl_proto  # noqa: E402
 import harness  # noqa: E402
-from fl_proto import upload  # noqa: E402
 
 JOB = {"fl_iteration_num": 20, "start_fl_job_threshold": 2, "start_fl_job_time_window": 120000,
        "update_model_time_window": 120000}
@@ -44,19 +43,9 @@ def status(url):
         return {}
 
 
-def run_iteration(t, proto, tc, u0, u1, label):
-    base = proto.fetch_model(u0)[2]
-    number = tc.state().get("iteration")
-    devices = [(u0, "%s-a" % label, 30, 0.5), (u1, "%s-b" % label, 10, -1.0)]
-    for url, dev, ds, _ in devices:
-        r = proto.start_fl_job(url, "Lenet", dev, ds)
-        t.check(r.retcode == 200, "%s: %s is selected" % (label, dev), r)
-    for url, dev, ds, shift in devices:
-        r = proto.update_model(url, "Lenet", dev, number, upload(base, shift, ds))
-        t.check(r.retcode == 200, "%s: %s's update is acknowledged" % (label, dev), r)
-    t.require(harness.wait_until(lambda: tc.state().get("iteration") == number + 1, 30),
-              "%s: iteration %d completes" % (label, number), tc.state())
-    return number
+def devices(u0, u1, label):
+    """Two devices, each admitted and updating on the same server."""
+    return [(u0, u0, "%s-a" % label, 30, 0.5), (u1, u1, "%s-b" % label, 10, -1.0)]
 
 
 def wait_serving(t, proto, url, good, iteration, label):
@@ -107,8 +96,8 @@ def main(t):
     t.check(rc not in (None, 0) and "recovery.storage_type" in probe.log(),
             "storage_type 2 is refused with a message naming it (exit %s)" % rc, probe.tail(5))
 
-    run_iteration(t, proto, tc, ua, ub, "it1")
-    run_iteration(t, proto, tc, ua, ub, "it2")
+    tc.run_iteration(devices(ua, ub, "it1"), "it1")
+    tc.run_iteration(devices(ua, ub, "it2"), "it2")
     t.require(tc.wait_iteration(3), "iteration 3 runs", tc.state())
     good = proto.fetch_model(ua)[1]
     t.check(proto.fetch_model(ub)[1] == good, "both servers hold the model of iteration 2")
@@ -174,7 +163,7 @@ def main(t):
     wait_serving(t, proto, ub, good, 2, "after the fresh update log")
 
     # The cluster trains on with the recovered server.
-    run_iteration(t, proto, tc, ua, ub, "it3")
+    tc.run_iteration(devices(ua, ub, "it3"), "it3")
     t.check(harness.wait_until(lambda: proto.fetch_model(ua)[1] == proto.fetch_model(ub)[1], 10),
             "after iteration 3 both servers hold the same model")
 

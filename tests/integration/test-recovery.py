@@ -80,6 +80,26 @@ def model_is(t, tc, want, what):
     t.check(diff is None, what, diff)
 
 
+def stall_aggregation(t, proto, tc, urls, stopped, devs, iteration, prev, shift):
+    """Four devices of the iteration: the first updates on rank 0, the next two
+    on rank 1, which is then SIGSTOPped, the last on rank 0. That last one
+    ends the iteration: rank 0 starts an all-reduce that waits on rank 1.
+    Returns the uploads by device."""
+    u0, u1 = urls
+    ups = {dv: upload(prev, shift * (k + 1), ds) for k, (dv, ds) in enumerate(devs)}
+    names = [dv for dv, _ in devs]
+    admit(t, proto, tc, devs, iteration)
+    send(t, proto, u0, names[0], iteration, ups[names[0]], "rank 0 acknowledges %s" % names[0])
+    for dv in names[1:3]:
+        send(t, proto, u1, dv, iteration, ups[dv], "rank 1 acknowledges %s" % dv)
+    stopped.signal_group(signal.SIGSTOP)
+    send(t, proto, u0, names[3], iteration, ups[names[3]], "%s, the last update, on rank 0" % names[3])
+    r0 = tc.daemons[tc.urls.index(u0)]
+    t.check(r0.wait_log("Aggregating iteration %d over a ring of 2 servers" % iteration, 1, 10),
+            "rank 0 starts the all-reduce of iteration %d with the stopped rank 1" % iteration, r0.tail(5))
+    return ups
+
+
 def main(t):
     proto = fl_proto.Proto(t.tmp)
     tc = fl_proto.TrainingCluster(t, proto, 2, JOB, INITIAL, node_timeout=NODE_TIMEOUT)
@@ -136,18 +156,9 @@ def main(t):
              "the model of iteration 2 counts e1 once")
 
     # ---- 3. a server dies during the all-reduce
-    prev = tc.models()[0][2]
     devs = [("g1", 7), ("g2", 11), ("g3", 13), ("g4", 17)]
-    ups = {d: upload(prev, 0.125 * (k + 1), ds) for k, (d, ds) in enumerate(devs)}
-    admit(t, proto, tc, devs, 3)
-    send(t, proto, u0, "g1", 3, ups["g1"], "rank 0 acknowledges g1")
-    send(t, proto, u1, "g2", 3, ups["g2"], "rank 1 acknowledges g2")
-    send(t, proto, u1, "g3", 3, ups["g3"], "rank 1 acknowledges g3")
     victim = tc.daemons[r1]
-    victim.signal_group(signal.SIGSTOP)
-    send(t, proto, u0, "g4", 3, ups["g4"], "g4, the last update, on rank 0")
-    t.check(tc.daemons[r0].wait_log("Aggregating iteration 3 over a ring of 2 servers", 1, 10),
-            "rank 0 starts the all-reduce with the stopped rank 1", tc.daemons[r0].tail(5))
+    ups = stall_aggregation(t, proto, tc, (u0, u1), victim, devs, 3, tc.models()[0][2], 0.125)
     victim.kill9()
     d = restart(t, tc, r1, "fl-serverd-rank1-third")
     t.check(d.wait_log("Replayed 2 logged updates of iteration 3: 2 held here", 1, 10),
@@ -160,18 +171,9 @@ def main(t):
              "the model of iteration 3 holds every acknowledged update, those of the killed server too")
 
     # ---- 4. the scheduler dies during the all-reduce
-    prev = tc.models()[0][2]
     devs = [("h1", 2), ("h2", 4), ("h3", 6), ("h4", 8)]
-    ups = {d: upload(prev, -0.0625 * (k + 1), ds) for k, (d, ds) in enumerate(devs)}
-    admit(t, proto, tc, devs, 4)
-    send(t, proto, u0, "h1", 4, ups["h1"], "rank 0 acknowledges h1")
-    send(t, proto, u1, "h2", 4, ups["h2"], "rank 1 acknowledges h2")
-    send(t, proto, u1, "h3", 4, ups["h3"], "rank 1 acknowledges h3")
     stopped = tc.daemons[r1]
-    stopped.signal_group(signal.SIGSTOP)
-    send(t, proto, u0, "h4", 4, ups["h4"], "h4, the last update, on rank 0")
-    t.check(tc.daemons[r0].wait_log("Aggregating iteration 4 over a ring of 2 servers", 1, 10),
-            "rank 0 starts the all-reduce with the stopped rank 1", tc.daemons[r0].tail(5))
+    ups = stall_aggregation(t, proto, tc, (u0, u1), stopped, devs, 4, tc.models()[0][2], -0.0625)
     c.scheduler.kill9()
     c.restart_scheduler()
     stopped.signal_group(signal.SIGCONT)
@@ -209,17 +211,8 @@ def main(t):
     t.require(harness.wait_until(lambda: tc.state().get("alive_server_num") == 2 and
                                  all(n.get("in_sync") for n in c.nodes()), 20),
               "rank 1 is back and holds the model of iteration 5", c.nodes())
-    prev = got
     devs = [("k1", 5), ("k2", 10), ("k3", 15), ("k4", 20)]
-    ups = {dv: upload(prev, 0.375 * (k + 1), ds) for k, (dv, ds) in enumerate(devs)}
-    admit(t, proto, tc, devs, 6)
-    send(t, proto, u0, "k1", 6, ups["k1"], "rank 0 acknowledges k1")
-    send(t, proto, u1, "k2", 6, ups["k2"], "rank 1 acknowledges k2")
-    send(t, proto, u1, "k3", 6, ups["k3"], "rank 1 acknowledges k3")
-    d.signal_group(signal.SIGSTOP)
-    send(t, proto, u0, "k4", 6, ups["k4"], "k4, the last update, on rank 0")
-    t.check(tc.daemons[r0].wait_log("Aggregating iteration 6 over a ring of 2 servers", 1, 10),
-            "rank 0 starts the all-reduce with the stopped rank 1", tc.daemons[r0].tail(5))
+    ups = stall_aggregation(t, proto, tc, (u0, u1), d, devs, 6, got, 0.375)
     d.kill9()
     t.check(c.scheduler.wait_log("is dead with 2 acknowledged updates of iteration 6", 1, 3 * NODE_TIMEOUT),
             "rank 1 is declared dead during the aggregation", c.scheduler.tail(5))

@@ -84,7 +84,7 @@ def main(t):
     t.check(r.retcode == 200 and r.msg.get("iteration") == 1 and r.msg.get("feature_map") == model1,
             "getModel: exactly the data_size-weighted mean", r)
     (s1, raw1, m1), (s2, raw2, _) = proto.fetch_model(u1), proto.fetch_model(u2)
-    t.check(s1 == 200 and raw1 == raw2 and m1 == model1, "GET /model: byte-identical on both servers")
+    t.check(s1 == 200 and s2 == 200 and raw1 == raw2 and m1 == model1, "GET /model: byte-identical on both servers")
     t.check(status(u1).get("model_checksum") == status(u2).get("model_checksum"), "with the same checksum")
 
     # ---- iteration 2: one device only, the window expires

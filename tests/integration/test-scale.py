@@ -39,26 +39,6 @@ def ids_by_rank(c):
     return {int(n["rank_id"]): n["node_id"] for n in c.nodes() or []}
 
 
-def run_iteration(t, proto, tc, devices, label):
-    """devices: [(start_url, update_url, fl_id, data_size, shift)]; returns the
-    expected model (FedAvg of the acknowledged updates)."""
-    base = proto.fetch_model(devices[0][0])[2]
-    ups, total = [], 0
-    number = tc.state().get("iteration")
-    for start, _, dev, ds, _ in devices:
-        r = proto.start_fl_job(start, "Lenet", dev, ds)
-        t.check(r.retcode == 200, "%s: %s is selected" % (label, dev), r)
-    for _, upd, dev, ds, shift in devices:
-        u = upload(base, shift, ds)
-        r = proto.update_model(upd, "Lenet", dev, number, u)
-        t.check(r.retcode == 200, "%s: %s's update is acknowledged" % (label, dev), r)
-        ups.append(u)
-        total += ds
-    t.require(harness.wait_until(lambda: tc.state().get("iteration") == number + 1, 20),
-              "%s: iteration %d completes" % (label, number), tc.state())
-    return mean(ups, total)
-
-
 def models_identical(t, proto, c, want, label):
     raws = {}
     for rank, url in sorted(urls_by_rank(c).items()):
@@ -96,7 +76,7 @@ def main(t):
     c = tc.c
     t.require(tc.wait_iteration(1), "2 servers train: iteration 1 runs", tc.state())
     u = urls_by_rank(c)
-    want = run_iteration(t, proto, tc, [(u[0], u[1], "d1", 30, 0.5), (u[1], u[0], "d2", 10, -1.0)], "2 servers")
+    want = tc.run_iteration([(u[0], u[1], "d1", 30, 0.5), (u[1], u[0], "d2", 10, -1.0)], "2 servers")
     models_identical(t, proto, c, want, "iteration 1")
     refusals(t, c)
 
@@ -174,7 +154,7 @@ def main(t):
 
     # ---- training goes on with 2 servers
     u = urls_by_rank(c)
-    want = run_iteration(t, proto, tc, [(u[0], u[1], "e1", 7, 0.1), (u[1], u[0], "e2", 3, 0.2)], "after scaling")
+    want = tc.run_iteration([(u[0], u[1], "e1", 7, 0.1), (u[1], u[0], "e2", 3, 0.2)], "after scaling")
     models_identical(t, proto, c, want, "training goes on")
 
     # ---- a scale-out whose servers never come is rolled back

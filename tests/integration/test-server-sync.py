@@ -51,26 +51,6 @@ def status(url):
         return {}
 
 
-def run_iteration(t, proto, tc, devices, label):
-    """devices: [(start_url, update_url, fl_id, data_size, shift)]; returns the
-    FedAvg of the acknowledged updates."""
-    base = proto.fetch_model(devices[0][0])[2]
-    number = tc.state().get("iteration")
-    ups, total = [], 0
-    for start, _, dev, ds, _ in devices:
-        r = proto.start_fl_job(start, "Lenet", dev, ds)
-        t.check(r.retcode == 200, "%s: %s is selected" % (label, dev), r)
-    for _, upd, dev, ds, shift in devices:
-        u = upload(base, shift, ds)
-        r = proto.update_model(upd, "Lenet", dev, number, u)
-        t.check(r.retcode == 200, "%s: %s's update is acknowledged" % (label, dev), r)
-        ups.append(u)
-        total += ds
-    t.require(harness.wait_until(lambda: tc.state().get("iteration") == number + 1, 30),
-              "%s: iteration %d completes" % (label, number), tc.state())
-    return mean(ups, total)
-
-
 def models_identical(t, proto, c, want, label):
     raws = {}
     for rank, node in sorted(nodes_by_rank(c).items()):
@@ -94,7 +74,7 @@ def main(t):
         st = status(url)
         t.check(st.get("in_sync") is True and st.get("leaving") is False,
                 "GET / of %s: in_sync true, leaving false" % url, st)
-    want = run_iteration(t, proto, tc, [(u0, u1, "d1", 30, 0.5), (u1, u0, "d2", 10, -1.0)], "2 servers")
+    want = tc.run_iteration([(u0, u1, "d1", 30, 0.5), (u1, u0, "d2", 10, -1.0)], "2 servers")
     raw1 = models_identical(t, proto, c, want, "iteration 1")
 
     # ---- scale-out 2 -> 3 with a server that has no model of its own
@@ -111,7 +91,7 @@ def main(t):
             "GET / of the new server: rank 2, in sync, the model of iteration 1 with rank 0's checksum", st)
     t.check(proto.fetch_model(u2)[1] == raw1, "it serves rank 0's model byte for byte")
     t.check(proto.fetch_model(u2, 1)[0] == 200, "and has checkpointed it as iteration 1")
-    want = run_iteration(t, proto, tc, [(u2, u2, "n1", 20, 0.25), (u0, u2, "n2", 5, 2.0)], "3 servers")
+    want = tc.run_iteration([(u2, u2, "n1", 20, 0.25), (u0, u2, "n2", 5, 2.0)], "3 servers")
     raw2 = models_identical(t, proto, c, want, "iteration 2 with the new server in the ring")
 
     # ---- the new server loses its state; rank 0 accepts connections but never answers
@@ -173,7 +153,7 @@ def main(t):
     t.check(status(u1).get("rank") == 0 and status(u2).get("rank") == 1, "GET / shows the new ranks",
             (status(u1), status(u2)))
     models_identical(t, proto, c, want, "after scale-in")
-    want = run_iteration(t, proto, tc, [(u1, u2, "f1", 4, 0.1), (u2, u1, "f2", 6, 0.2)], "after scaling")
+    want = tc.run_iteration([(u1, u2, "f1", 4, 0.1), (u2, u1, "f2", 6, 0.2)], "after scaling")
     models_identical(t, proto, c, want, "training goes on")
 
 
