@@ -409,14 +409,15 @@ static int scale_parse_operation(Manager *m, const char *s, uint64_t *ret_starte
         } else if (k == CLUSTER_SCALE_IN) {
                 if (!json_object_object_get_ex(o, "leaving", &leaving) || !json_object_is_type(leaving, json_type_array))
                         return -EUCLEAN;
-                for (size_t i = 0; i < json_object_array_length(leaving); i++) {
-                        json_object *v = json_object_array_get_idx(leaving, i);
-                        Node *n;
-
-                        if (!json_object_is_type(v, json_type_string))
+                /* All checked before any is marked: a refused record changes nothing. */
+                for (size_t i = 0; i < json_object_array_length(leaving); i++)
+                        if (!json_object_is_type(json_object_array_get_idx(leaving, i), json_type_string))
                                 return -EUCLEAN;
+                for (size_t i = 0; i < json_object_array_length(leaving); i++) {
                         /* One that already left before the restart is gone from the registry. */
-                        n = registry_find(&m->registry, json_object_get_string(v));
+                        Node *n = registry_find(&m->registry,
+                                                json_object_get_string(json_object_array_get_idx(leaving, i)));
+
                         if (n)
                                 n->leaving = true;
                 }
