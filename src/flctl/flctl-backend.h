@@ -14,14 +14,8 @@
  * negative errno; callers only pass it on.
  *
  * The verbs that change the cluster hand back the scheduler's message for
- * people: REST's "message" as sent, or over D-Bus (whose methods answer
- * nothing) the text REST would have sent, below. */
-
-#define SCALE_OUT_MESSAGE "Cluster begin to scale out."
-#define SCALE_IN_MESSAGE "Cluster begin to scale in."
-#define NEW_INSTANCE_MESSAGE "Start new instance successful."
-#define ENABLE_MESSAGE "start enabling FL-Server successful."
-#define DISABLE_MESSAGE "start disabling FL-Server successful."
+ * people, as the scheduler sent it: REST's "message", or the string the
+ * D-Bus method returns. */
 
 typedef struct Backend Backend;
 

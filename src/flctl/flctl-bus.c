@@ -110,18 +110,27 @@ static int log_bus_append_error(const char *member, int r) {
         return log_error_errno(r, "Failed to build the %s call: %m", member);
 }
 
-/* The methods that answer nothing: the message is the one REST sends. */
-static int bus_reply_message(const char *text, char **ret_message) {
-        char *message = strdup(text);
+static int log_bus_parse_error(const char *member, int r) {
+        return log_error_errno(r, "Failed to parse the scheduler's reply to %s: %m", member);
+}
 
+/* The methods that change something answer the scheduler's message (a
+ * string; what follows it, if anything, was read before). */
+static int bus_reply_message(sd_bus_message *reply, const char *member, char **ret_message) {
+        const char *text;
+        char *message;
+        int r;
+
+        r = sd_bus_message_read(reply, "s", &text);
+        if (r < 0)
+                return log_bus_parse_error(member, r);
+        if (isempty(text))
+                return log_error_errno(-EBADMSG, "The scheduler's reply to %s carries no message.", member);
+        message = message_sanitize(text);
         if (!message)
                 return log_oom();
         *ret_message = message;
         return 0;
-}
-
-static int log_bus_parse_error(const char *member, int r) {
-        return log_error_errno(r, "Failed to parse the scheduler's reply to %s: %m", member);
 }
 
 static int bus_list_nodes(Backend *backend, NodeList *ret) {
@@ -237,7 +246,7 @@ static int bus_scale_out(Backend *backend, uint32_t server_num, char **ret_messa
         r = bus_call_message(b, m, "ScaleOut", &reply);
         if (r < 0)
                 return r;
-        return bus_reply_message(SCALE_OUT_MESSAGE, ret_message);
+        return bus_reply_message(reply, "ScaleOut", ret_message);
 }
 
 static int bus_scale_in(Backend *backend, char *const *node_ids, size_t n, char **ret_message) {
@@ -258,7 +267,7 @@ static int bus_scale_in(Backend *backend, char *const *node_ids, size_t n, char 
         r = bus_call_message(b, m, "ScaleIn", &reply);
         if (r < 0)
                 return r;
-        return bus_reply_message(SCALE_IN_MESSAGE, ret_message);
+        return bus_reply_message(reply, "ScaleIn", ret_message);
 }
 
 static int bus_new_instance(Backend *backend, json_object *params, char **ret_message) {
@@ -285,7 +294,7 @@ static int bus_new_instance(Backend *backend, json_object *params, char **ret_me
         /* REST's "result" likewise: a refusal comes as an error, not as false. */
         if (!result)
                 return log_error_errno(-EREMOTEIO, "The scheduler did not accept the new instance.");
-        return bus_reply_message(NEW_INSTANCE_MESSAGE, ret_message);
+        return bus_reply_message(reply, "NewInstance", ret_message);
 }
 
 static int bus_query_instance(Backend *backend, json_object **ret) {
@@ -316,7 +325,7 @@ static int bus_set_enabled(Backend *backend, bool enable, char **ret_message) {
         r = bus_call(b, enable ? "EnableFLS" : "DisableFLS", &reply);
         if (r < 0)
                 return r;
-        return bus_reply_message(enable ? ENABLE_MESSAGE : DISABLE_MESSAGE, ret_message);
+        return bus_reply_message(reply, enable ? "EnableFLS" : "DisableFLS", ret_message);
 }
 
 static void bus_backend_free(Backend *backend) {

@@ -194,12 +194,17 @@ int instance_from_string(const char *text, json_object **ret) {
         return json_parse_object(text, strlen(text), ret);     /* -EBADMSG or -ENOMEM */
 }
 
-char *message_from_json(json_object *reply, const char *fallback) {
+int message_from_json(json_object *reply, char **ret) {
         const char *message;
+        char *copy;
 
         if (json_get_string(reply, "message", &message) < 0 || isempty(message))
-                message = fallback;
-        return message_sanitize(message);
+                return -EBADMSG;
+        copy = message_sanitize(message);
+        if (!copy)
+                return -ENOMEM;
+        *ret = copy;
+        return 0;
 }
 
 char *message_sanitize(const char *s) {

@@ -49,9 +49,8 @@ int state_from_json(json_object *reply, char **ret);
 int instance_from_json(json_object *reply, json_object **ret);
 int instance_from_string(const char *text, json_object **ret);
 
-/* The reply's "message" made safe to print, or fallback when it has none.
- * NULL only when out of memory. */
-char *message_from_json(json_object *reply, const char *fallback);
+/* The reply's "message" made safe to print: -EBADMSG when it has none. */
+int message_from_json(json_object *reply, char **ret);
 
 /* A remote error message made safe for a terminal: control characters become
  * blanks and the length is bounded. NULL only when out of memory. */

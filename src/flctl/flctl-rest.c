@@ -198,19 +198,18 @@ static int rest_finish(Backend *backend, NodeList *ret) {
 }
 
 /* A POST whose reply says no more than its message. */
-static int rest_post(Backend *backend, const char *path, json_object *request, const char *fallback,
-                     char **ret_message) {
+static int rest_post(Backend *backend, const char *path, json_object *request, char **ret_message) {
         _cleanup_(json_object_putp) json_object *reply = NULL;
-        char *message;
         int r;
 
         r = rest_request((RestBackend *) backend, "POST", path, request, &reply);
         if (r < 0)
                 return r;
-        message = message_from_json(reply, fallback);
-        if (!message)
+        r = message_from_json(reply, ret_message);
+        if (r == -EBADMSG)
+                return log_error_errno(r, "The reply to POST %s carries no message.", path);
+        if (r < 0)
                 return log_oom();
-        *ret_message = message;
         return 0;
 }
 
@@ -222,7 +221,7 @@ static int rest_scale_out(Backend *backend, uint32_t server_num, char **ret_mess
             json_object_object_add(request, "worker_num", json_object_new_int(0)) < 0 ||
             json_object_object_add(request, "server_num", json_object_new_int64(server_num)) < 0)
                 return log_oom();
-        return rest_post(backend, "/scaleout", request, SCALE_OUT_MESSAGE, ret_message);
+        return rest_post(backend, "/scaleout", request, ret_message);
 }
 
 static int rest_scale_in(Backend *backend, char *const *node_ids, size_t n, char **ret_message) {
@@ -241,11 +240,11 @@ static int rest_scale_in(Backend *backend, char *const *node_ids, size_t n, char
                         return log_oom();
                 }
         }
-        return rest_post(backend, "/scalein", request, SCALE_IN_MESSAGE, ret_message);
+        return rest_post(backend, "/scalein", request, ret_message);
 }
 
 static int rest_new_instance(Backend *backend, json_object *params, char **ret_message) {
-        return rest_post(backend, "/newInstance", params, NEW_INSTANCE_MESSAGE, ret_message);
+        return rest_post(backend, "/newInstance", params, ret_message);
 }
 
 static int rest_query_instance(Backend *backend, json_object **ret) {
@@ -262,8 +261,7 @@ static int rest_query_instance(Backend *backend, json_object **ret) {
 }
 
 static int rest_set_enabled(Backend *backend, bool enable, char **ret_message) {
-        return rest_post(backend, enable ? "/enableFLS" : "/disableFLS", NULL,
-                         enable ? ENABLE_MESSAGE : DISABLE_MESSAGE, ret_message);
+        return rest_post(backend, enable ? "/enableFLS" : "/disableFLS", NULL, ret_message);
 }
 
 static void rest_backend_free(Backend *backend) {

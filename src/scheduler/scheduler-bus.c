@@ -126,9 +126,18 @@ static int bus_property_iteration(sd_bus *bus, const char *path, const char *int
         return sd_bus_message_append(reply, "u", m->iteration.number);
 }
 
+/* A refusal of the core, as the named error fl-bus.h gives for its errno. */
+static int bus_refuse(sd_bus_error *error, int r, const char *msg) {
+        const char *name = r == -EBUSY ? FL_BUS_ERROR_NOT_READY :
+                           IN_SET(r, -EINVAL, -ERANGE, -ENOENT) ? FL_BUS_ERROR_INVALID : FL_BUS_ERROR_FAILED;
+
+        return sd_bus_error_set(error, name, msg);
+}
+
 static int bus_new_instance(sd_bus_message *call, void *userdata, sd_bus_error *error) {
-        _cleanup_(json_object_putp) json_object *params = NULL;
+        _cleanup_(json_object_putp) json_object *o = NULL;
         Manager *m = userdata;
+        JobParams params;
         const char *text;
         char msg[256];
         int r;
@@ -136,23 +145,18 @@ static int bus_new_instance(sd_bus_message *call, void *userdata, sd_bus_error *
         r = sd_bus_message_read(call, "s", &text);
         if (r < 0)
                 return r;
-        if (json_parse_object(text, strlen(text), &params) < 0)
+        if (json_parse_object(text, strlen(text), &o) < 0)
                 return sd_bus_error_set(error, FL_BUS_ERROR_INVALID,
                                         "The request body must be a JSON object of hyper-parameters.");
-        r = instance_new(m, params, msg, sizeof msg);
-        if (r == -EBUSY)
-                return sd_bus_error_set(error, FL_BUS_ERROR_NOT_READY, msg);
+        r = job_params_from_json(&params, o, msg, sizeof msg);
+        if (r >= 0)
+                r = instance_new(m, &params, msg, sizeof msg);
         if (r < 0)
-                return sd_bus_error_set(error, FL_BUS_ERROR_INVALID, msg);
-        return sd_bus_reply_method_return(call, "b", 1);
-}
-
-static int bus_scale_error(sd_bus_error *error, int r, const char *msg) {
-        return sd_bus_error_set(error, r == -EBUSY ? FL_BUS_ERROR_NOT_READY : FL_BUS_ERROR_INVALID, msg);
+                return bus_refuse(error, r, msg);
+        return sd_bus_reply_method_return(call, "bs", 1, NEW_INSTANCE_MESSAGE);
 }
 
 static int bus_scale_out(sd_bus_message *call, void *userdata, sd_bus_error *error) {
-        _cleanup_(json_object_putp) json_object *body = json_object_new_object();
         char msg[256];
         uint32_t k;
         int r;
@@ -160,36 +164,34 @@ static int bus_scale_out(sd_bus_message *call, void *userdata, sd_bus_error *err
         r = sd_bus_message_read(call, "u", &k);
         if (r < 0)
                 return r;
-        json_object_object_add(body, "worker_num", json_object_new_int(0));
-        json_object_object_add(body, "server_num", json_object_new_int64(k));
-        r = scale_out(userdata, body, msg, sizeof msg);
+        r = scale_out(userdata, k, msg, sizeof msg);
         if (r < 0)
-                return bus_scale_error(error, r, msg);
-        return sd_bus_reply_method_return(call, NULL);
+                return bus_refuse(error, r, msg);
+        return sd_bus_reply_method_return(call, "s", SCALE_OUT_MESSAGE);
+}
+
+/* What sd_bus_message_read_strv() allocates: a NULL-terminated array. */
+static void strings_freep(char ***p) {
+        for (char **s = *p; s && *s; s++)
+                free(*s);
+        free(*p);
 }
 
 static int bus_scale_in(sd_bus_message *call, void *userdata, sd_bus_error *error) {
-        _cleanup_(json_object_putp) json_object *body = json_object_new_object();
-        json_object *ids = json_object_new_array();
-        const char *id;
+        _cleanup_(strings_freep) char **node_ids = NULL;
         char msg[256];
+        size_t n = 0;
         int r;
 
-        json_object_object_add(body, "node_ids", ids);
-        r = sd_bus_message_enter_container(call, 'a', "s");
+        r = sd_bus_message_read_strv(call, &node_ids);
         if (r < 0)
                 return r;
-        while ((r = sd_bus_message_read(call, "s", &id)) > 0)
-                json_object_array_add(ids, json_object_new_string(id));
+        while (node_ids && node_ids[n])
+                n++;
+        r = scale_in(userdata, node_ids, n, msg, sizeof msg);
         if (r < 0)
-                return r;
-        r = sd_bus_message_exit_container(call);
-        if (r < 0)
-                return r;
-        r = scale_in(userdata, body, msg, sizeof msg);
-        if (r < 0)
-                return bus_scale_error(error, r, msg);
-        return sd_bus_reply_method_return(call, NULL);
+                return bus_refuse(error, r, msg);
+        return sd_bus_reply_method_return(call, "s", SCALE_IN_MESSAGE);
 }
 
 static int bus_query_instance(sd_bus_message *call, void *userdata, sd_bus_error *error) {
@@ -201,9 +203,12 @@ static int bus_query_instance(sd_bus_message *call, void *userdata, sd_bus_error
 static int bus_set_enabled(sd_bus_message *call, Manager *m, bool enable, sd_bus_error *error) {
         char msg[256];
 
-        if (instance_set_enabled(m, enable, msg, sizeof msg) < 0)
-                return sd_bus_error_set(error, SD_BUS_ERROR_FAILED, msg);
-        return sd_bus_reply_method_return(call, NULL);
+        int r;
+
+        r = instance_set_enabled(m, enable, msg, sizeof msg);
+        if (r < 0)
+                return bus_refuse(error, r, msg);
+        return sd_bus_reply_method_return(call, "s", enable ? ENABLE_MESSAGE : DISABLE_MESSAGE);
 }
 
 static int bus_enable(sd_bus_message *call, void *userdata, sd_bus_error *error) {
@@ -233,16 +238,19 @@ static const sd_bus_vtable scheduler_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("Finish", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(susu)", stopped),
                                 bus_finish, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_PROPERTY("FlEnabled", "b", bus_property_fl_enabled, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_METHOD_WITH_ARGS("ScaleOut", SD_BUS_ARGS("u", server_num), SD_BUS_NO_RESULT,
+        SD_BUS_METHOD_WITH_ARGS("ScaleOut", SD_BUS_ARGS("u", server_num), SD_BUS_RESULT("s", message),
                                 bus_scale_out, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("ScaleIn", SD_BUS_ARGS("as", node_ids), SD_BUS_NO_RESULT,
+        SD_BUS_METHOD_WITH_ARGS("ScaleIn", SD_BUS_ARGS("as", node_ids), SD_BUS_RESULT("s", message),
                                 bus_scale_in, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("NewInstance", SD_BUS_ARGS("s", hyper_parameters_json), SD_BUS_RESULT("b", result),
+        SD_BUS_METHOD_WITH_ARGS("NewInstance", SD_BUS_ARGS("s", hyper_parameters_json),
+                                SD_BUS_RESULT("b", result, "s", message),
                                 bus_new_instance, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("QueryInstance", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", instance_json),
                                 bus_query_instance, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("EnableFLS", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, bus_enable, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_ARGS("DisableFLS", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, bus_disable, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("EnableFLS", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", message),
+                                bus_enable, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("DisableFLS", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", message),
+                                bus_disable, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("NodeJoined", SD_BUS_ARGS("s", node_id, "u", rank), 0),
         SD_BUS_SIGNAL_WITH_ARGS("NodeLeft", SD_BUS_ARGS("s", node_id, "u", rank, "s", reason), 0),
         SD_BUS_VTABLE_END,

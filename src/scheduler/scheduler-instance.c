@@ -4,6 +4,7 @@
 
 #include "json-util.h"
 #include "log.h"
+#include "scheduler-job-params.h"
 #include "scheduler-manager.h"
 #include "store.h"
 
@@ -12,61 +13,6 @@
  * MindSpore does), queryInstance, and enabling or disabling the rounds.
  * The job in force and a staged one are kept in the database, so a
  * restarted scheduler keeps what the operator set. */
-
-static const char *const instance_keys[] = {
-        "start_fl_job_threshold", "start_fl_job_time_window", "update_model_ratio",
-        "update_model_time_window", "fl_iteration_num", "client_epoch_num", "client_batch_size",
-        "client_learning_rate", "global_iteration_time_window", "fl_name",
-};
-
-static bool instance_key_allowed(const char *key) {
-        for (size_t i = 0; i < ELEMENTSOF(instance_keys); i++)
-                if (streq(instance_keys[i], key))
-                        return true;
-        return false;
-}
-
-/* A job from a JSON object of hyper-parameters over `base`, with the type and
- * range checks of the configuration (conf.c is the one place that has them). */
-int job_apply_json(Job *job, const Job *base, json_object *o, bool only_instance_keys, char *error, size_t size) {
-        _cleanup_(conf_done) FlConfig scratch = {};
-        int r;
-
-        if (!json_object_is_type(o, json_type_object)) {
-                snprintf(error, size, "The hyper-parameters must be a JSON object.");
-                return -EINVAL;
-        }
-        r = conf_init(&scratch);
-        if (r < 0)
-                return r;
-        free(scratch.fl_name);
-        scratch.fl_name = strdup(base->fl_name);
-        if (!scratch.fl_name)
-                return -ENOMEM;
-        scratch.fl_iteration_num = base->fl_iteration_num;
-        scratch.start_fl_job_threshold = base->start_fl_job_threshold;
-        scratch.start_fl_job_time_window = base->start_fl_job_time_window;
-        scratch.update_model_ratio = base->update_model_ratio;
-        scratch.update_model_time_window = base->update_model_time_window;
-        scratch.global_iteration_time_window = base->global_iteration_time_window;
-        scratch.client_epoch_num = base->client_epoch_num;
-        scratch.client_batch_size = base->client_batch_size;
-        scratch.client_learning_rate = base->client_learning_rate;
-
-        json_object_object_foreach(o, key, value) {
-                if (only_instance_keys && !instance_key_allowed(key)) {
-                        snprintf(error, size, "The key %s is not a hyper-parameter newInstance can change.", key);
-                        return -EINVAL;
-                }
-                r = conf_apply_json_value(&scratch, key, value, error, size);
-                if (r < 0)
-                        return r;
-        }
-        r = job_from_config(job, &scratch);
-        if (r < 0)
-                snprintf(error, size, "The fl_name is too long.");
-        return r;
-}
 
 static int job_save(Manager *m, const char *key, const Job *job) {
         _cleanup_(json_object_putp) json_object *o = job ? job_to_json(job) : NULL;
@@ -78,6 +24,7 @@ static int job_load(Manager *m, const char *key, Job *ret, bool *ret_found) {
         _cleanup_(json_object_putp) json_object *o = NULL;
         _cleanup_free_ char *text = NULL;
         char error[256];
+        JobParams p;
         int r;
 
         *ret_found = false;
@@ -86,10 +33,11 @@ static int job_load(Manager *m, const char *key, Job *ret, bool *ret_found) {
                 return r;
         r = json_parse_object(text, strlen(text), &o);
         if (r >= 0)
-                r = job_apply_json(ret, &m->job, o, false, error, sizeof error);
+                r = job_params_from_json(&p, o, error, sizeof error);
         if (r < 0)
                 return log_error_errno(-EUCLEAN, "The %s stored in %s is damaged: %s", key, m->db_path,
                                        r == -EBADMSG ? "not JSON" : error);
+        job_params_apply(ret, &m->job, &p);
         *ret_found = true;
         return 0;
 }
@@ -141,7 +89,7 @@ bool instance_take_pending(Manager *m) {
         return true;
 }
 
-int instance_new(Manager *m, json_object *params, char *error, size_t size) {
+int instance_new(Manager *m, const JobParams *params, char *error, size_t size) {
         Job job;
         int r;
 
@@ -149,9 +97,7 @@ int instance_new(Manager *m, json_object *params, char *error, size_t size) {
                 snprintf(error, size, "The cluster is not in CLUSTER_READY; retry when it is.");
                 return -EBUSY;
         }
-        r = job_apply_json(&job, &m->job, params, true, error, size);
-        if (r < 0)
-                return r;
+        job_params_apply(&job, &m->job, params);
 
         /* Durable before it is acknowledged. */
         r = job_save(m, "pending_job", &job);

@@ -10,6 +10,7 @@
 #include "conf.h"
 #include "http.h"
 #include "scheduler-iteration.h"
+#include "scheduler-job-params.h"
 #include "scheduler-registry.h"
 
 #include "scheduler-link.h"
@@ -145,23 +146,33 @@ void ledger_flush_soon(Manager *m);
  * nothing of that iteration is stored. */
 int ledger_load(Manager *m, Iteration *it, bool *ret_found);
 
+/* The management API's typed calls (REST and D-Bus are thin adapters over
+ * them): each returns 0, or a negative errno with the refusal's message in
+ * error: -EBUSY (not READY, another operation runs), -EINVAL (bad
+ * arguments), anything else (the scheduler failed, e.g. to store it). On
+ * success both adapters answer the message below. */
+#define SCALE_OUT_MESSAGE "Cluster begin to scale out."
+#define SCALE_IN_MESSAGE "Cluster begin to scale in."
+#define NEW_INSTANCE_MESSAGE "Start new instance successful."
+#define ENABLE_MESSAGE "start enabling FL-Server successful."
+#define DISABLE_MESSAGE "start disabling FL-Server successful."
+
 /* scheduler-instance.c */
-int job_apply_json(Job *job, const Job *base, json_object *o, bool only_instance_keys, char *error, size_t size);
 int instance_setup(Manager *m);
 int instance_reset(Manager *m);
 /* Moves a staged new instance into force; true if there was one. */
 bool instance_take_pending(Manager *m);
-int instance_new(Manager *m, json_object *params, char *error, size_t size);
+int instance_new(Manager *m, const JobParams *params, char *error, size_t size);
 json_object *instance_query(Manager *m);
 int instance_set_enabled(Manager *m, bool enable, char *error, size_t size);
 
 /* scheduler-scale.c */
 int scale_setup(Manager *m);
 void scale_done(Manager *m);
-/* Each returns 0, or a negative errno with the refusal's message in error:
- * -EBUSY (not READY, another operation runs), -EINVAL (bad arguments). */
-int scale_out(Manager *m, json_object *body, char *error, size_t size);
-int scale_in(Manager *m, json_object *body, char *error, size_t size);
+/* Adds server_num servers. */
+int scale_out(Manager *m, uint32_t server_num, char *error, size_t size);
+/* Removes the named servers (a name given twice leaves once). */
+int scale_in(Manager *m, char *const *node_ids, size_t n, char *error, size_t size);
 /* A server registered or got in sync: maybe the scale-out is complete. */
 void scale_check(Manager *m);
 /* The iteration ended (or none runs): the leavers of a scale-in go now. */

@@ -95,23 +95,36 @@ int manager_rest_finish_reply(Manager *m, HttpRequest *req) {
         return http_reply_json(req, 200, o);
 }
 
-static int rest_post_new_instance(HttpRequest *req, void *userdata) {
-        _cleanup_(json_object_putp) json_object *params = NULL, *o = NULL;
-        Manager *m = userdata;
+/* The body of a POST that must carry a JSON object: NULL after answering. */
+static json_object *request_json_object(HttpRequest *req, const char *what) {
+        json_object *o = NULL;
         const char *type = http_request_content_type(req);
         const uint8_t *body;
-        char error[256];
         size_t size;
 
         body = http_request_body(req, &size);
         if (type && !strneq(type, "application/json", strlen("application/json")))
-                return http_reply_error(req, 400, "The Content-Type must be application/json.");
-        if (json_parse_object((const char *) body, size, &params) < 0)
-                return http_reply_error(req, 400, "The request body must be a JSON object of hyper-parameters.");
-        if (instance_new(m, params, error, sizeof error) < 0)
+                return http_reply_error(req, 400, "The Content-Type must be application/json."), NULL;
+        if (json_parse_object((const char *) body, size, &o) < 0)
+                return http_reply_error(req, 400, "The request body must be a JSON object%s.", what), NULL;
+        return o;
+}
+
+static int rest_post_new_instance(HttpRequest *req, void *userdata) {
+        _cleanup_(json_object_putp) json_object *body = NULL, *o = NULL;
+        Manager *m = userdata;
+        JobParams params;
+        char error[256];
+
+        body = request_json_object(req, " of hyper-parameters");
+        if (!body)
+                return 0;
+        if (job_params_from_json(&params, body, error, sizeof error) < 0)
+                return http_reply_error(req, 400, "%s", error);
+        if (instance_new(m, &params, error, sizeof error) < 0)
                 return http_reply_error(req, 400, "%s", error);
 
-        o = reply_new("Start new instance successful.");
+        o = reply_new(NEW_INSTANCE_MESSAGE);
         json_object_object_add(o, "result", json_object_new_boolean(true));
         return http_reply_json(req, 200, o);
 }
@@ -131,7 +144,7 @@ static int rest_set_enabled(HttpRequest *req, Manager *m, bool enable) {
                 return 0;
         if (instance_set_enabled(m, enable, error, sizeof error) < 0)
                 return http_reply_error(req, 500, "%s", error);
-        o = reply_new(enable ? "start enabling FL-Server successful." : "start disabling FL-Server successful.");
+        o = reply_new(enable ? ENABLE_MESSAGE : DISABLE_MESSAGE);
         return http_reply_json(req, 200, o);
 }
 
@@ -143,30 +156,60 @@ static int rest_post_disable(HttpRequest *req, void *userdata) {
         return rest_set_enabled(req, userdata, false);
 }
 
-static int rest_scale(HttpRequest *req, Manager *m, bool out) {
+/* MindSpore's body: {"worker_num":0,"server_num":K}. */
+static int rest_post_scaleout(HttpRequest *req, void *userdata) {
         _cleanup_(json_object_putp) json_object *body = NULL, *o = NULL;
-        const char *type = http_request_content_type(req);
-        const uint8_t *data;
+        Manager *m = userdata;
         char error[256];
-        size_t size;
+        json_object *v;
+        int64_t k;
 
-        data = http_request_body(req, &size);
-        if (type && !strneq(type, "application/json", strlen("application/json")))
-                return http_reply_error(req, 400, "The Content-Type must be application/json.");
-        if (json_parse_object((const char *) data, size, &body) < 0)
-                return http_reply_error(req, 400, "The request body must be a JSON object.");
-        if ((out ? scale_out : scale_in)(m, body, error, sizeof error) < 0)
+        body = request_json_object(req, "");
+        if (!body)
+                return 0;
+        if (json_object_object_get_ex(body, "worker_num", &v) &&
+            (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) != 0))
+                return http_reply_error(req, 400, "The worker_num must be 0: workers are not supported.");
+        if (!json_object_object_get_ex(body, "server_num", &v) || !json_object_is_type(v, json_type_int))
+                return http_reply_error(req, 400, "The server_num must be a positive integer.");
+        k = json_object_get_int64(v);
+        if (k <= 0 || k > UINT32_MAX)
+                return http_reply_error(req, 400, "The server_num must be a positive integer.");
+        if (scale_out(m, (uint32_t) k, error, sizeof error) < 0)
                 return http_reply_error(req, 400, "%s", error);
-        o = reply_new(out ? "Cluster begin to scale out." : "Cluster begin to scale in.");
+        o = reply_new(SCALE_OUT_MESSAGE);
         return http_reply_json(req, 200, o);
 }
 
-static int rest_post_scaleout(HttpRequest *req, void *userdata) {
-        return rest_scale(req, userdata, true);
-}
-
+/* {"node_ids":["...", ...]} */
 static int rest_post_scalein(HttpRequest *req, void *userdata) {
-        return rest_scale(req, userdata, false);
+        _cleanup_(json_object_putp) json_object *body = NULL, *o = NULL;
+        _cleanup_free_ char **node_ids = NULL;
+        Manager *m = userdata;
+        char error[256];
+        json_object *ids;
+        size_t n;
+
+        body = request_json_object(req, "");
+        if (!body)
+                return 0;
+        if (!json_object_object_get_ex(body, "node_ids", &ids) || !json_object_is_type(ids, json_type_array))
+                return http_reply_error(req, 400, "The node_ids must be an array of node ids.");
+        n = json_object_array_length(ids);
+        node_ids = calloc(n + 1, sizeof *node_ids);
+        if (!node_ids)
+                return http_reply_error(req, 500, "Out of memory.");
+        for (size_t i = 0; i < n; i++) {
+                json_object *v = json_object_array_get_idx(ids, i);
+
+                if (!json_object_is_type(v, json_type_string))
+                        return http_reply_error(req, 400, "The node id:%s is illegal.", json_object_to_json_string(v));
+                node_ids[i] = (char *) json_object_get_string(v);
+        }
+        if (scale_in(m, node_ids, n, error, sizeof error) < 0)
+                return http_reply_error(req, 400, "%s", error);
+        o = reply_new(SCALE_IN_MESSAGE);
+        return http_reply_json(req, 200, o);
 }
 
 static const HttpRoute routes[] = {

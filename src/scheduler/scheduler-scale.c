@@ -178,28 +178,21 @@ static void scale_remove_node(Manager *m, Node *n, const char *reason) {
 
 /* ---- scale-out ---- */
 
-int scale_out(Manager *m, json_object *body, char *error, size_t size) {
-        json_object *v;
+int scale_out(Manager *m, uint32_t server_num, char *error, size_t size) {
         uint64_t deadline_ms;
-        int64_t k;
+        uint32_t k = server_num;
         int r;
 
-        if (json_object_object_get_ex(body, "worker_num", &v) &&
-            (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) != 0))
-                return scale_refuse(error, size, -EINVAL, "The worker_num must be 0: workers are not supported.");
-        if (!json_object_object_get_ex(body, "server_num", &v) || !json_object_is_type(v, json_type_int))
+        if (k == 0)
                 return scale_refuse(error, size, -EINVAL, "The server_num must be a positive integer.");
-        k = json_object_get_int64(v);
-        if (k <= 0)
-                return scale_refuse(error, size, -EINVAL, "The server_num must be a positive integer.");
-        if (k > 4096 - (int64_t) m->registry.server_num)
-                return scale_refuse(error, size, -EINVAL, "The server_num %" PRIi64 " would make more than 4096 servers.", k);
+        if (k > 4096 - m->registry.server_num)
+                return scale_refuse(error, size, -EINVAL, "The server_num %" PRIu32 " would make more than 4096 servers.", k);
         r = scale_check_ready(m, error, size);
         if (r < 0)
                 return r;
 
         m->scale_from = m->registry.server_num;
-        m->registry.server_num += (uint32_t) k;
+        m->registry.server_num += k;
         m->scaling = CLUSTER_SCALE_OUT;
         m->scale_started_usec = now_usec(CLOCK_MONOTONIC);
         deadline_ms = now_msec_realtime() + scale_timeout(m) / USEC_PER_MSEC;
@@ -267,24 +260,15 @@ static void scale_out_rollback(Manager *m) {
 
 /* ---- scale-in ---- */
 
-int scale_in(Manager *m, json_object *body, char *error, size_t size) {
-        json_object *ids;
-        size_t n, leaving = 0;
+int scale_in(Manager *m, char *const *node_ids, size_t n, char *error, size_t size) {
+        size_t leaving = 0;
         int r;
 
-        if (!json_object_object_get_ex(body, "node_ids", &ids) || !json_object_is_type(ids, json_type_array))
-                return scale_refuse(error, size, -EINVAL, "The node_ids must be an array of node ids.");
-        n = json_object_array_length(ids);
         if (n == 0)
                 return scale_refuse(error, size, -EINVAL, "The node ids should not be empty.");
-        for (size_t i = 0; i < n; i++) {
-                json_object *v = json_object_array_get_idx(ids, i);
-                const char *id = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-
-                if (!id || !registry_find(&m->registry, id))
-                        return scale_refuse(error, size, -EINVAL, "The node id:%s is illegal.",
-                                            id ?: json_object_to_json_string(v));
-        }
+        for (size_t i = 0; i < n; i++)
+                if (!node_ids[i] || !registry_find(&m->registry, node_ids[i]))
+                        return scale_refuse(error, size, -EINVAL, "The node id:%s is illegal.", strna(node_ids[i]));
         r = scale_check_ready(m, error, size);
         if (r < 0)
                 return r;
@@ -292,7 +276,7 @@ int scale_in(Manager *m, json_object *body, char *error, size_t size) {
         /* Count distinct ids: a name given twice leaves once. */
         for (size_t i = 0; i < m->registry.n_nodes; i++)
                 for (size_t j = 0; j < n; j++)
-                        if (streq(m->registry.nodes[i]->node_id, json_object_get_string(json_object_array_get_idx(ids, j)))) {
+                        if (streq(m->registry.nodes[i]->node_id, node_ids[j])) {
                                 leaving++;
                                 break;
                         }
@@ -300,7 +284,7 @@ int scale_in(Manager *m, json_object *body, char *error, size_t size) {
                 return scale_refuse(error, size, -EINVAL, "Scaling in every server is refused: at least one must stay.");
 
         for (size_t j = 0; j < n; j++)
-                registry_find(&m->registry, json_object_get_string(json_object_array_get_idx(ids, j)))->leaving = true;
+                registry_find(&m->registry, node_ids[j])->leaving = true;
         m->scale_from = m->registry.server_num;
         m->scaling = CLUSTER_SCALE_IN;
         m->scale_started_usec = now_usec(CLOCK_MONOTONIC);

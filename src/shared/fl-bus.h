@@ -15,13 +15,16 @@
  *       pid; the scheduler itself last (role "SCHEDULER"). The scheduler
  *       exits once the reply is sent.
  *
- *   ScaleOut(u server_num)   add server_num servers (REST /scaleout)
- *   ScaleIn(as node_ids)     remove these servers (REST /scalein)
- *   NewInstance(s hyper_parameters_json) -> b
+ *   ScaleOut(u server_num) -> s message    add server_num servers (REST /scaleout)
+ *   ScaleIn(as node_ids) -> s message      remove these servers (REST /scalein)
+ *   NewInstance(s hyper_parameters_json) -> b result, s message
  *       new hyper-parameters (REST /newInstance's body) from the next
  *       iteration boundary on; the iteration count restarts at 1
  *   QueryInstance() -> s     the job in force as JSON (REST /queryInstance)
- *   EnableFLS(), DisableFLS()
+ *   EnableFLS() -> s message, DisableFLS() -> s message
+ *
+ * The methods that change something answer the message REST's "message"
+ * carries, so that a client prints the scheduler's words, not its own.
  *
  *   property ClusterState s (emits PropertiesChanged)
  *   property FlEnabled b    (emits PropertiesChanged)
@@ -31,7 +34,8 @@
  *   signal NodeLeft(s node_id, u rank, s reason)
  *
  * Refusals are named errors under FL_BUS_ERROR_PREFIX whose messages are
- * the REST API's error_message texts. */
+ * the REST API's error_message texts: NotReady (retry later), Invalid (the
+ * arguments), Failed (the scheduler could not do it, e.g. store it). */
 
 #define FL_BUS_NAME "org.flcluster.Scheduler1"
 #define FL_BUS_PATH "/org/flcluster/Scheduler1"
@@ -40,4 +44,5 @@
 #define FL_BUS_ERROR_NOT_READY FL_BUS_ERROR_PREFIX "NotReady"
 #define FL_BUS_ERROR_INVALID FL_BUS_ERROR_PREFIX "Invalid"
 #define FL_BUS_ERROR_BUSY FL_BUS_ERROR_PREFIX "Busy"
+#define FL_BUS_ERROR_FAILED FL_BUS_ERROR_PREFIX "Failed"
 #define FL_BUS_RANK_NONE UINT32_MAX
