@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "json-util.h"
 #include "log.h"
+#include "scheduler-auth.h"
 #include "scheduler-manager.h"
 #include "scheduler-store.h"
 #include "store.h"
@@ -53,6 +54,7 @@ Manager *manager_free(Manager *m) {
         training_done(m);
         scale_done(m);
         http_server_free(m->http);
+        auth_done(m);
         sd_event_source_disable_unref(m->listen_source);
         sd_event_source_disable_unref(m->expire_timer);
         sd_event_source_disable_unref(m->exit_timer);
@@ -395,6 +397,22 @@ static int manager_on_signal(sd_event_source *s, const struct signalfd_siginfo *
         return sd_event_exit(m->event, 0);
 }
 
+int manager_reload(Manager *m) {
+        int r;
+
+        (void) sd_notify(false, "RELOADING=1\nSTATUS=Reloading the configuration files.");
+        log_info("Reloading: reading the management token file again.");
+        r = auth_reload(m);
+        (void) sd_notify(false, "READY=1");
+        manager_notify_status(m);
+        return r;
+}
+
+static int manager_on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        (void) manager_reload(userdata);
+        return 0;
+}
+
 int manager_start(Manager *m) {
         const char *dir = conf_state_dir(m->config);
         int r;
@@ -436,10 +454,16 @@ int manager_start(Manager *m) {
         r = sd_event_add_signal(m->event, NULL, SIGINT, manager_on_signal, m);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch SIGINT: %m");
+        r = sd_event_add_signal(m->event, NULL, SIGHUP, manager_on_sighup, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch SIGHUP: %m");
         r = sd_event_set_watchdog(m->event, true);
         if (r < 0)
                 log_warning_errno(r, "Failed to enable the watchdog, ignoring: %m");
 
+        r = auth_setup(m);
+        if (r < 0)
+                return r;
         r = link_listen(m);
         if (r < 0)
                 return r;
@@ -457,8 +481,10 @@ int manager_start(Manager *m) {
                 return r;
 
         log_struct(LOG_INFO, FIELDS("FL_ROLE=SCHEDULER"),
-                   "Scheduler started successfully: servers on %s:%u, REST on port %u, server_num=%u, node_timeout=%us, state in %s, database %s.",
-                   m->config->scheduler_ip, m->config->scheduler_port, m->config->scheduler_manage_port,
+                   "Scheduler started successfully: servers on %s:%u, REST on %s:%u (%s), server_num=%u, node_timeout=%us, state in %s, database %s.",
+                   m->config->scheduler_ip, m->config->scheduler_port,
+                   m->config->scheduler_ip, m->config->scheduler_manage_port,
+                   auth_enabled(m) ? "tokens required" : "no authentication",
                    m->registry.server_num, m->config->node_timeout, dir, m->db_path);
         (void) sd_notify(false, "READY=1");
         manager_notify_status(m);

@@ -9,9 +9,11 @@
 #include "cluster-state.h"
 #include "conf.h"
 #include "http.h"
+#include "ratelimit.h"
 #include "scheduler-iteration.h"
 #include "scheduler-job-params.h"
 #include "scheduler-registry.h"
+#include "token.h"
 
 #include "scheduler-link.h"
 
@@ -31,6 +33,8 @@ typedef struct Manager {
         sd_event *event;
         sd_bus *bus;
         HttpServer *http;
+        TokenTable tokens;              /* management_token_file (scheduler-auth.c) */
+        RateLimit auth_ratelimit;       /* of the refusals' log lines */
         int listen_fd;
         sd_event_source *listen_source;
         sd_event_source *expire_timer;
@@ -87,6 +91,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 
 int manager_start(Manager *m);
 int manager_run(Manager *m);
+/* SIGHUP (systemctl reload): reads the management token file again. */
+int manager_reload(Manager *m);
 
 /* Recomputes the cluster state from the registry; persists, logs, announces
  * (D-Bus property, member lists to every server) when it changes or when

@@ -4,10 +4,13 @@
 #include "http.h"
 #include "json-util.h"
 #include "log.h"
+#include "scheduler-auth.h"
 #include "scheduler-manager.h"
 
 /* The RESTful management port, with MindSpore's paths and messages
- * (management-api.md). Bodies of POST requests are JSON objects. */
+ * (docs/management-api.md): the requests' bodies (JSON objects) are parsed
+ * here into the typed calls of the core. Who may call what is the
+ * routes' access, checked by scheduler-auth.c before a body is read. */
 
 #define REST_BODY_MAX (64U * 1024U)
 
@@ -58,6 +61,7 @@ static int rest_get_state(HttpRequest *req, void *userdata) {
         json_object_object_add(o, "admitted", json_object_new_int64((int64_t) m->iteration.admissions.n_entries));
         json_object_object_add(o, "updates", json_object_new_int64(m->iteration.n_updated));
         json_object_object_add(o, "update_threshold", json_object_new_int64(job_update_threshold(&m->job)));
+        json_object_object_add(o, "auth", json_object_new_boolean(auth_enabled(m)));
         return http_reply_json(req, 200, o);
 }
 
@@ -213,24 +217,26 @@ static int rest_post_scalein(HttpRequest *req, void *userdata) {
 }
 
 static const HttpRoute routes[] = {
-        { "GET", "/nodes", rest_get_nodes },
-        { "GET", "/state", rest_get_state },
-        { "POST", "/finish", rest_post_finish },
-        { "POST", "/scaleout", rest_post_scaleout },
-        { "POST", "/scalein", rest_post_scalein },
-        { "POST", "/newInstance", rest_post_new_instance },
-        { "GET", "/queryInstance", rest_get_query_instance },
-        { "POST", "/enableFLS", rest_post_enable },
-        { "POST", "/disableFLS", rest_post_disable },
+        { "GET",  "/nodes",         rest_get_nodes,          REST_ACCESS_READER },
+        { "GET",  "/state",         rest_get_state,          REST_ACCESS_READER },
+        { "GET",  "/queryInstance", rest_get_query_instance, REST_ACCESS_READER },
+        { "POST", "/finish",        rest_post_finish,        REST_ACCESS_OPERATOR },
+        { "POST", "/scaleout",      rest_post_scaleout,      REST_ACCESS_OPERATOR },
+        { "POST", "/scalein",       rest_post_scalein,       REST_ACCESS_OPERATOR },
+        { "POST", "/newInstance",   rest_post_new_instance,  REST_ACCESS_OPERATOR },
+        { "POST", "/enableFLS",     rest_post_enable,        REST_ACCESS_OPERATOR },
+        { "POST", "/disableFLS",    rest_post_disable,       REST_ACCESS_OPERATOR },
 };
 
 int manager_rest_setup(Manager *m) {
+        const char *address = m->config->scheduler_ip;
         int r;
 
-        r = http_server_new(&m->http, m->event, m->config->scheduler_ip, (uint16_t) m->config->scheduler_manage_port,
+        r = http_server_new(&m->http, m->event, address, (uint16_t) m->config->scheduler_manage_port,
                             routes, ELEMENTSOF(routes), REST_BODY_MAX, m);
         if (r < 0)
-                return log_error_errno(r, "Failed to serve REST on %s:%u: %m", m->config->scheduler_ip,
+                return log_error_errno(r, "Failed to serve REST on %s:%u: %m", address,
                                        m->config->scheduler_manage_port);
+        http_server_set_authorize(m->http, auth_check_rest);
         return 0;
 }

@@ -36,6 +36,7 @@ static const ConfOption options[] = {
         STR(scheduler_ip, CONF_ROLE_ALL, "Address of the scheduler (default 127.0.0.1)"),
         U32(scheduler_port, 1, 65535, CONF_ROLE_ALL, "TCP port servers register on (default 6667)"),
         U32(scheduler_manage_port, 1, 65535, CONF_ROLE_SCHEDULER, "RESTful management port (default 11202)"),
+        STR(management_token_file, CONF_ROLE_SCHEDULER, "REST tokens: their roles and hashes (default none: no authentication)"),
         U32(fl_server_port, 1, 65535, CONF_ROLE_SERVER, "HTTP port devices talk to (default 6668)"),
         U32(server_num, 1, 4096, CONF_ROLE_ALL, "Number of servers in the cluster (default 1)"),
         U32(worker_num, 0, 0, CONF_ROLE_ALL, "Number of workers; must be 0 (workers are not supported)"),

@@ -23,7 +23,9 @@ typedef struct FlConfig {
         char *scheduler_ip;
         uint32_t scheduler_port;
         uint32_t scheduler_manage_port;
+        char *management_token_file;    /* NULL: no authentication */
         uint32_t fl_server_port;
+
         uint32_t server_num;
         uint32_t worker_num;
         uint32_t local_server_num;

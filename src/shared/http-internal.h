@@ -11,6 +11,7 @@ struct HttpRequest {
         const char *method;
         const char *path;
         const HttpRoute *route;
+        char peer[64];          /* http_request_peer(), once asked */
 
         uint8_t *body;
         size_t body_size, body_allocated;
@@ -35,6 +36,7 @@ struct HttpServer {
         size_t n_routes;
         size_t max_body;
         void *userdata;
+        http_authorize_t authorize;
         uint16_t port;
         bool started;
         bool kicked;

@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -104,6 +106,24 @@ int http_reply_error(HttpRequest *req, unsigned status, const char *format, ...)
         return http_request_answer(req, status, http_error_response_new(message));
 }
 
+int http_reply_error_with_header(HttpRequest *req, unsigned status, const char *header, const char *value,
+                                 const char *format, ...) {
+        _cleanup_(MHD_destroy_responsep) struct MHD_Response *resp = NULL;
+        _cleanup_free_ char *message = NULL;
+        va_list ap;
+        int k;
+
+        va_start(ap, format);
+        k = vasprintf(&message, format, ap);
+        va_end(ap);
+        if (k < 0)
+                return http_request_answer(req, status, NULL);
+        resp = http_error_response_new(message);
+        if (resp && MHD_add_response_header(resp, header, value) == MHD_NO)
+                return http_request_answer(req, status, NULL);  /* drops the connection */
+        return http_request_answer(req, status, TAKE_PTR(resp));
+}
+
 int http_defer(HttpRequest *req) {
         if (req->deferred)
                 return 0;
@@ -141,4 +161,28 @@ const char *http_request_header(const HttpRequest *req, const char *name) {
 
 const char *http_request_query(const HttpRequest *req, const char *key) {
         return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *http_request_peer(HttpRequest *req) {
+        const union MHD_ConnectionInfo *info;
+        char ip[INET6_ADDRSTRLEN];
+
+        if (req->peer[0])
+                return req->peer;
+        info = MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (!info || !info->client_addr)
+                snprintf(req->peer, sizeof req->peer, "unknown");
+        else if (info->client_addr->sa_family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *) info->client_addr;
+
+                snprintf(req->peer, sizeof req->peer, "%s:%u", inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip) ?: "?",
+                         ntohs(in->sin_port));
+        } else if (info->client_addr->sa_family == AF_INET6) {
+                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) info->client_addr;
+
+                snprintf(req->peer, sizeof req->peer, "[%s]:%u",
+                         inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip) ?: "?", ntohs(in6->sin6_port));
+        } else
+                snprintf(req->peer, sizeof req->peer, "unknown");
+        return req->peer;
 }

@@ -110,7 +110,11 @@ static enum MHD_Result request_begin(HttpRequest *req) {
                 (void) http_reply_error(req, MHD_HTTP_NOT_FOUND, "Unknown path %s.", req->path);
         else if (!req->route)
                 return reply_method_not_allowed(req);
-        else {
+        else if (s->authorize && !s->authorize(req, req->route->access, s->userdata)) {
+                /* Refused: answered, and the body is never read. */
+                if (!req->answered)
+                        (void) http_reply_error(req, MHD_HTTP_FORBIDDEN, "Forbidden.");
+        } else {
                 v = MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
                 if (v && safe_atou64(v, &length) < 0)
                         (void) http_reply_error(req, MHD_HTTP_BAD_REQUEST, "Invalid Content-Length.");
@@ -355,5 +359,9 @@ HttpServer *http_server_free(HttpServer *s) {
 
 uint16_t http_server_port(const HttpServer *s) {
         return s->port;
+}
+
+void http_server_set_authorize(HttpServer *s, http_authorize_t authorize) {
+        s->authorize = authorize;
 }
 

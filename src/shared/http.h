@@ -28,7 +28,13 @@ typedef struct HttpRoute {
         const char *method;             /* "GET", "POST" */
         const char *path;               /* exact match, e.g. "/nodes" */
         http_handler_t handler;
+        int access;                     /* what the authorize hook requires (its own values) */
 } HttpRoute;
+
+/* Called once the headers of a request for a known route are in, before
+ * its body is read: true lets it go on to its handler, false means the
+ * hook answered it (a refusal). */
+typedef bool (*http_authorize_t)(HttpRequest *req, int access, void *userdata);
 
 /* address may be NULL for all addresses. Routes must outlive the server.
  * Never free the server from inside one of its handlers. */
@@ -38,6 +44,8 @@ HttpServer *http_server_free(HttpServer *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(HttpServer *, http_server_free);
 /* The port actually bound (useful with port 0). */
 uint16_t http_server_port(const HttpServer *s);
+/* Every request passes authorize (with the server's userdata) first. */
+void http_server_set_authorize(HttpServer *s, http_authorize_t authorize);
 
 const char *http_request_method(const HttpRequest *req);
 const char *http_request_path(const HttpRequest *req);
@@ -48,6 +56,8 @@ const uint8_t *http_request_body(const HttpRequest *req, size_t *ret_size);
 const char *http_request_header(const HttpRequest *req, const char *name);
 /* A query parameter, e.g. "iteration" of /model?iteration=3, or NULL. */
 const char *http_request_query(const HttpRequest *req, const char *key);
+/* The client's address and port, "192.0.2.1:40000" or "[2001:db8::1]:40000". */
+const char *http_request_peer(HttpRequest *req);
 
 /* Answer now. Each returns 0 or a negative errno; the request is answered
  * (or the connection dropped) either way. */
@@ -55,6 +65,9 @@ int http_reply(HttpRequest *req, unsigned status, const char *content_type, cons
 int http_reply_json(HttpRequest *req, unsigned status, json_object *o);
 /* {"code":"1","error_message":"..."} with the given status (400, 404, ...). */
 int http_reply_error(HttpRequest *req, unsigned status, const char *format, ...) _printf_(3, 4);
+/* The same with one more response header (e.g. WWW-Authenticate of a 401). */
+int http_reply_error_with_header(HttpRequest *req, unsigned status, const char *header, const char *value,
+                                 const char *format, ...) _printf_(5, 6);
 
 /* Answer later: suspends the connection and returns a handle that stays
  * valid until one of the http_reply*() calls is made on it (the request
