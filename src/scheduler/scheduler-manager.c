@@ -483,7 +483,7 @@ int manager_start(Manager *m) {
         log_struct(LOG_INFO, FIELDS("FL_ROLE=SCHEDULER"),
                    "Scheduler started successfully: servers on %s:%u, REST on %s:%u (%s), server_num=%u, node_timeout=%us, state in %s, database %s.",
                    m->config->scheduler_ip, m->config->scheduler_port,
-                   m->config->scheduler_ip, m->config->scheduler_manage_port,
+                   m->config->scheduler_manage_ip ?: m->config->scheduler_ip, m->config->scheduler_manage_port,
                    auth_enabled(m) ? "tokens required" : "no authentication",
                    m->registry.server_num, m->config->node_timeout, dir, m->db_path);
         (void) sd_notify(false, "READY=1");

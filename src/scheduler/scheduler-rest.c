@@ -229,14 +229,17 @@ static const HttpRoute routes[] = {
 };
 
 int manager_rest_setup(Manager *m) {
-        const char *address = m->config->scheduler_ip;
+        /* The scheduler's own address unless told otherwise: never every interface by default. */
+        const char *address = m->config->scheduler_manage_ip ?: m->config->scheduler_ip;
         int r;
 
         r = http_server_new(&m->http, m->event, address, (uint16_t) m->config->scheduler_manage_port,
                             routes, ELEMENTSOF(routes), REST_BODY_MAX, m);
         if (r < 0)
-                return log_error_errno(r, "Failed to serve REST on %s:%u: %m", address,
-                                       m->config->scheduler_manage_port);
+                return log_error_errno(r, "Failed to serve REST on %s:%u: %m%s", address,
+                                       m->config->scheduler_manage_port,
+                                       r == -EADDRNOTAVAIL ? " (no interface of this host has that address; "
+                                       "set scheduler_manage_ip)" : "");
         http_server_set_authorize(m->http, auth_check_rest);
         return 0;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "json-util.h"
 #include "log.h"
+#include "server-identity.h"
 #include "server-manager.h"
 #include "server-rounds.h"
 
@@ -53,11 +54,16 @@ static const HttpRoute routes[] = {
 
 int manager_http_start(Manager *m) {
         size_t max_body = (size_t) m->config->max_request_size_mb * 1024U * 1024U;
+        const char *address;
         int r;
 
-        /* All addresses: the advertised one may be a NAT address this host does not have. */
-        r = http_server_new(&m->http, m->event, NULL, m->port, routes, ELEMENTSOF(routes), max_body, m);
+        /* The advertised address, unless fl_server_ip says otherwise (0.0.0.0
+         * when the advertised one is a NAT address this host does not have). */
+        address = server_identity_bind_address("fl_server_ip", m->config->fl_server_ip, m->address);
+        r = http_server_new(&m->http, m->event, address, m->port, routes, ELEMENTSOF(routes), max_body, m);
         if (r < 0)
-                return log_error_errno(r, "Failed to serve devices on port %u: %m", m->port);
+                return log_error_errno(r, "Failed to serve devices on %s port %u: %m%s", address, m->port,
+                                       r == -EADDRNOTAVAIL ? " (no interface of this host has that address; set "
+                                       "fl_server_ip, 0.0.0.0 for every address)" : "");
         return 0;
 }

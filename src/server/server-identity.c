@@ -134,3 +134,30 @@ int server_identity_address(const char *advertise_ip, const char *scheduler_ip, 
         *ret = s;
         return 0;
 }
+
+static bool ip_is_wildcard(const char *s) {
+        struct in6_addr a6;
+        struct in_addr a;
+
+        if (inet_pton(AF_INET, s, &a) == 1)
+                return a.s_addr == htonl(INADDR_ANY);
+        return inet_pton(AF_INET6, s, &a6) == 1 && IN6_IS_ADDR_UNSPECIFIED(&a6);
+}
+
+static bool ip_equal(const char *x, const char *y) {
+        struct in6_addr a, b;
+
+        if (inet_pton(AF_INET, x, &a) == 1)
+                return inet_pton(AF_INET, y, &b) == 1 && memcmp(&a, &b, sizeof(struct in_addr)) == 0;
+        return inet_pton(AF_INET6, x, &a) == 1 && inet_pton(AF_INET6, y, &b) == 1 && memcmp(&a, &b, sizeof a) == 0;
+}
+
+const char *server_identity_bind_address(const char *option, const char *value, const char *advertised) {
+        if (!value)
+                return advertised;
+        if (!ip_is_wildcard(value) && !ip_equal(value, advertised))
+                log_warning("%s=%s is not the advertised address %s: peers and flctl, which use the advertised "
+                            "one, will not reach this listener unless %s routes to it.", option, value, advertised,
+                            advertised);
+        return value;
+}

@@ -20,3 +20,10 @@ int server_identity_node_id(const char *explicit_id, const char *env_id, const c
  * 127.0.0.1 when the scheduler is on loopback (127.0.0.0/8), else the first
  * non-loopback IPv4 address of the host. Logs why when there is none. */
 int server_identity_address(const char *advertise_ip, const char *scheduler_ip, char **ret);
+
+/* The address a listener binds: its option (fl_server_ip, tcp_server_ip)
+ * if given, else the advertised address - never every interface unless
+ * asked for (0.0.0.0, ::). Peers and flctl reach a server at its advertised
+ * address: a bind address that is neither it nor a wildcard is warned
+ * about, naming the option. */
+const char *server_identity_bind_address(const char *option, const char *value, const char *advertised);

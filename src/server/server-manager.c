@@ -170,6 +170,7 @@ static int manager_check_config(Manager *m) {
 
 int manager_start(Manager *m) {
         const FlConfig *c = m->config;
+        const char *peer_ip;
         int r;
 
         (void) log_set_field("FL_ROLE", "SERVER");
@@ -180,6 +181,10 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
 
+        /* The listeners bind the advertised address unless told otherwise. */
+        r = server_identity_address(c->advertise_ip, c->scheduler_ip, &m->address);
+        if (r < 0)
+                return r;
         /* The port first: only the process that owns it may use its node-id file. */
         r = manager_http_start(m);
         if (r < 0)
@@ -189,20 +194,20 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         (void) log_set_field("FL_NODE_ID", m->node_id);
-        r = server_identity_address(c->advertise_ip, c->scheduler_ip, &m->address);
-        if (r < 0)
-                return r;
 
         r = manager_load_model(m);
         if (r < 0)
                 return r;
-        /* All addresses, as for devices: the advertised one may be a NAT address. */
-        r = allreduce_new(&m->allreduce, m->event, NULL, 0, SERVER_ALLREDUCE_TIMEOUT_USEC);
+        peer_ip = server_identity_bind_address("tcp_server_ip", c->tcp_server_ip, m->address);
+        r = allreduce_new(&m->allreduce, m->event, peer_ip, 0, SERVER_ALLREDUCE_TIMEOUT_USEC);
         if (r < 0)
-                return log_error_errno(r, "Failed to listen for the all-reduce of the peer servers: %m");
+                return log_error_errno(r, "Failed to listen for the all-reduce of the peer servers on %s: %m%s",
+                                       peer_ip, r == -EADDRNOTAVAIL ? " (no interface of this host has that "
+                                       "address; set tcp_server_ip, 0.0.0.0 for every address)" : "");
 
-        log_info("Serving devices on port %u as node %s, advertised as %s; peers reach this server on port %u.",
-                 m->port, m->node_id, m->address, allreduce_port(m->allreduce));
+        log_info("Serving devices on %s port %u as node %s, advertised as %s; peers reach this server on %s port %u.",
+                 c->fl_server_ip ?: m->address, m->port, m->node_id,
+                 m->address, peer_ip, allreduce_port(m->allreduce));
         server_link_start(m->link);
         return 0;
 }

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <limits.h>
 #include <inttypes.h>
@@ -36,8 +37,12 @@ static const ConfOption options[] = {
         STR(scheduler_ip, CONF_ROLE_ALL, "Address of the scheduler (default 127.0.0.1)"),
         U32(scheduler_port, 1, 65535, CONF_ROLE_ALL, "TCP port servers register on (default 6667)"),
         U32(scheduler_manage_port, 1, 65535, CONF_ROLE_SCHEDULER, "RESTful management port (default 11202)"),
+        STR(scheduler_manage_ip, CONF_ROLE_SCHEDULER, "Address the management port binds (default: scheduler_ip)"),
         STR(management_token_file, CONF_ROLE_SCHEDULER, "REST tokens: their roles and hashes (default none: no authentication)"),
         U32(fl_server_port, 1, 65535, CONF_ROLE_SERVER, "HTTP port devices talk to (default 6668)"),
+        STR(fl_server_ip, CONF_ROLE_SERVER, "Address the device port binds (default: the advertised address)"),
+        STR(tcp_server_ip, CONF_ROLE_SERVER, "Address the all-reduce peer port binds (default: the advertised address)"),
+        U32(replay_attack_time_diff, 0, 604800000, CONF_ROLE_SERVER, "Refuse device requests with a timestamp further than this from now, ms (default 0: off)"),
         U32(server_num, 1, 4096, CONF_ROLE_ALL, "Number of servers in the cluster (default 1)"),
         U32(worker_num, 0, 0, CONF_ROLE_ALL, "Number of workers; must be 0 (workers are not supported)"),
         U32(local_server_num, 1, 256, CONF_ROLE_SERVER, "Servers this command starts on consecutive ports (default 1)"),
@@ -64,6 +69,22 @@ static const ConfOption options[] = {
         U32(max_request_size_mb, 1, 4096, CONF_ROLE_SERVER, "Largest device request body in MiB (default 64)"),
         BOOL(durable_updates, CONF_ROLE_SERVER, "Log each update durably before acknowledging it (default true)"),
 };
+
+#define IN_SET_STR(s, ...) ({                                            \
+                        const char *_s = (s);                           \
+                        bool _found = false;                            \
+                        const char *const _set[] = { __VA_ARGS__ };     \
+                        for (size_t _i = 0; _i < ELEMENTSOF(_set); _i++) \
+                                if (streq(_s, _set[_i]))                \
+                                        _found = true;                  \
+                        _found;                                         \
+                })
+
+static bool ip_address_is_valid(const char *s) {
+        struct in6_addr a;
+
+        return inet_pton(AF_INET, s, &a) == 1 || inet_pton(AF_INET6, s, &a) == 1;
+}
 
 static const ConfOption *option_find(const char *key) {
         for (size_t i = 0; i < ELEMENTSOF(options); i++)
@@ -123,6 +144,9 @@ static int option_set_string(FlConfig *c, const ConfOption *o, const char *value
                 return REFUSE(-EINVAL, "Invalid value for %s: '%s' (use 1-127 letters, digits or -_.:@).", o->name, value);
         if (streq(o->name, "log_level") && log_parse_level(value) < 0)
                 return REFUSE(-EINVAL, "Invalid value for %s: '%s'.", o->name, value);
+        if (IN_SET_STR(o->name, "scheduler_manage_ip", "fl_server_ip", "tcp_server_ip") && !ip_address_is_valid(value))
+                return REFUSE(-EINVAL, "Invalid value for %s: '%s' is not a numeric IPv4 or IPv6 address "
+                              "(0.0.0.0 or :: for every address).", o->name, value);
 
         copy = strdup(value);
         if (!copy)

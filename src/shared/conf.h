@@ -23,9 +23,12 @@ typedef struct FlConfig {
         char *scheduler_ip;
         uint32_t scheduler_port;
         uint32_t scheduler_manage_port;
+        char *scheduler_manage_ip;      /* NULL: scheduler_ip */
         char *management_token_file;    /* NULL: no authentication */
         uint32_t fl_server_port;
-
+        char *fl_server_ip;             /* NULL: the advertised address */
+        char *tcp_server_ip;            /* NULL: the advertised address */
+        uint32_t replay_attack_time_diff;       /* ms; 0: no freshness check */
         uint32_t server_num;
         uint32_t worker_num;
         uint32_t local_server_num;
