@@ -276,8 +276,50 @@ static void test_instance_values(void **state) {
         assert_null(params);
 }
 
+static void test_token_options(void **state) {
+        const Verb *v = NULL;
+        FlctlOptions o;
+        int idx;
+
+        assert_int_equal(unsetenv(FLCTL_TOKEN_FILE_ENV), 0);
+        assert_int_equal(PARSE(&o, &idx, "nodes"), 1);
+        assert_null(o.token_file);
+
+        /* The environment gives the default, the option wins over it; an empty variable is none. */
+        assert_int_equal(setenv(FLCTL_TOKEN_FILE_ENV, "/env/token", 1), 0);
+        assert_int_equal(PARSE(&o, &idx, "nodes"), 1);
+        assert_string_equal(o.token_file, "/env/token");
+        assert_int_equal(PARSE(&o, &idx, "--token-file", "/opt/token", "nodes"), 1);
+        assert_string_equal(o.token_file, "/opt/token");
+        assert_int_equal(setenv(FLCTL_TOKEN_FILE_ENV, "", 1), 0);
+        assert_int_equal(PARSE(&o, &idx, "nodes"), 1);
+        assert_null(o.token_file);
+        assert_int_equal(unsetenv(FLCTL_TOKEN_FILE_ENV), 0);
+        assert_int_equal(PARSE(&o, &idx, "--token-file=", "nodes"), -EINVAL);
+
+        /* token create: a verb that needs no scheduler, checked before it runs. */
+        assert_int_equal(PARSE(&o, &idx, "token", "create", "--role", "reader", "--into=/x/tokens"), 1);
+        assert_string_equal(o.role, "reader");
+        assert_string_equal(o.into, "/x/tokens");
+        assert_int_equal(verb_find(2, (char *[]) { "token", "create", NULL }, &v), 0);
+        assert_true(v->local);
+        assert_int_equal(verb_check(v, &o, 2, (char *[]) { "token", "create", NULL }), 0);
+        o.role = "admin";
+        assert_int_equal(verb_check(v, &o, 2, (char *[]) { "token", "create", NULL }), -EINVAL);
+        o.role = NULL;
+        assert_int_equal(verb_check(v, &o, 2, (char *[]) { "token", "create", NULL }), -EINVAL);
+        o.role = "operator";
+        o.into = NULL;
+        assert_int_equal(verb_check(v, &o, 2, (char *[]) { "token", "create", NULL }), -EINVAL);
+        assert_int_equal(verb_find(1, (char *[]) { "token", NULL }, &v), -EINVAL);
+        assert_int_equal(verb_find(3, (char *[]) { "token", "create", "x", NULL }, &v), -EINVAL);
+        assert_int_equal(verb_find(1, (char *[]) { "nodes", NULL }, &v), 0);
+        assert_false(v->local);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_token_options),
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_options_anywhere),
                 cmocka_unit_test(test_help_and_version),

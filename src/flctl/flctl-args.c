@@ -32,20 +32,27 @@ static void help(void) {
                "  finish                Stop every server, then the scheduler\n"
                "  model get -o FILE     Download the global model from a server\n"
                "                        (FILE.safetensors: in the safetensors format)\n"
+               "  token create --role ROLE --into FILE\n"
+               "                        Make a REST token of ROLE (operator or reader),\n"
+               "                        add its hash to the token file FILE, print it\n"
                "\n"
                "Options:\n"
                "  -h --help             Show this help and exit\n"
                "     --version          Show the version and exit\n"
                "     --url=URL          Talk REST to the scheduler at URL (http://HOST:PORT)\n"
                "                        instead of D-Bus on the system bus\n"
+               "     --token-file=FILE  REST: send the token in FILE (default $%2$s)\n"
                "     --json             Print JSON for scripts instead of text\n"
                "     --timeout=SEC      Wait at most SEC seconds for the scheduler\n"
                "                        (default: 60 for finish and model get, 10 otherwise)\n"
                "  -o --output=FILE      model get: the file to write\n"
                "     --iteration=N      model get: the model of iteration N, not the newest\n"
+               "     --role=ROLE        token create: operator (may change the cluster) or\n"
+               "                        reader (may only read)\n"
+               "     --into=FILE        token create: the scheduler's management_token_file\n"
                "\n"
                "See the %1$s(1) man page for details.\n",
-               program_invocation_short_name);
+               program_invocation_short_name, FLCTL_TOKEN_FILE_ENV);
 }
 
 static int parse_timeout(const char *s, uint64_t *ret) {
@@ -78,6 +85,9 @@ int parse_argv(int argc, char *argv[], FlctlOptions *ret, int *ret_verb_index) {
                 ARG_JSON,
                 ARG_TIMEOUT,
                 ARG_ITERATION,
+                ARG_TOKEN_FILE,
+                ARG_ROLE,
+                ARG_INTO,
         };
         static const struct option options[] = {
                 { "help",    no_argument,       NULL, 'h'         },
@@ -87,9 +97,13 @@ int parse_argv(int argc, char *argv[], FlctlOptions *ret, int *ret_verb_index) {
                 { "timeout", required_argument, NULL, ARG_TIMEOUT },
                 { "output",    required_argument, NULL, 'o'           },
                 { "iteration", required_argument, NULL, ARG_ITERATION },
+                { "token-file", required_argument, NULL, ARG_TOKEN_FILE },
+                { "role",       required_argument, NULL, ARG_ROLE       },
+                { "into",       required_argument, NULL, ARG_INTO       },
                 {}
         };
-        FlctlOptions o = { .iteration = -1 };
+        const char *env = getenv(FLCTL_TOKEN_FILE_ENV);
+        FlctlOptions o = { .iteration = -1, .token_file = isempty(env) ? NULL : env };
         uint32_t iteration;
         int c;
 
@@ -132,6 +146,21 @@ int parse_argv(int argc, char *argv[], FlctlOptions *ret, int *ret_verb_index) {
                                 return log_error_errno(-EINVAL, "Invalid iteration '%s': expected a number. "
                                                        "See '%s --help'.", optarg, program_invocation_short_name);
                         o.iteration = iteration;
+                        break;
+                case ARG_TOKEN_FILE:
+                        if (isempty(optarg))
+                                return log_error_errno(-EINVAL, "Invalid token file ''. See '%s --help'.",
+                                                       program_invocation_short_name);
+                        o.token_file = optarg;
+                        break;
+                case ARG_ROLE:
+                        o.role = optarg;
+                        break;
+                case ARG_INTO:
+                        if (isempty(optarg))
+                                return log_error_errno(-EINVAL, "Invalid token file ''. See '%s --help'.",
+                                                       program_invocation_short_name);
+                        o.into = optarg;
                         break;
                 case ':':
                         return log_error_errno(-EINVAL, "Option '%s' needs an argument. See '%s --help'.",

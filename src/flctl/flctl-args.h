@@ -14,7 +14,13 @@ typedef struct FlctlOptions {
         uint64_t timeout_usec;          /* 0: the verb's own default */
         const char *output;             /* -o: model get's file */
         int64_t iteration;              /* --iteration; -1: the newest */
+        const char *token_file;         /* --token-file, else $FLCTL_TOKEN_FILE; NULL: none */
+        const char *role;               /* --role: token create's */
+        const char *into;               /* --into: token create's file */
 } FlctlOptions;
+
+/* The environment variable --token-file defaults to. */
+#define FLCTL_TOKEN_FILE_ENV "FLCTL_TOKEN_FILE"
 
 /* Global options may stand anywhere (`flctl nodes --json`), as with
  * systemctl; later verbs' options join the same table. Returns 1 and the

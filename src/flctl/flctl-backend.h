@@ -40,7 +40,8 @@ struct Backend {
 };
 
 int bus_backend_new(Backend **ret);
-int rest_backend_new(const char *url, Backend **ret);
+/* token: sent as "Authorization: Bearer TOKEN" with every request, or NULL. */
+int rest_backend_new(const char *url, const char *token, Backend **ret);
 
 static inline Backend *backend_free(Backend *b) {
         if (b)

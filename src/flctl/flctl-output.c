@@ -175,6 +175,17 @@ int message_format_json(const char *message, char **ret) {
         return json_format(root, ret);
 }
 
+int token_format_json(const char *token, const char *role, const char *file, char **ret) {
+        _cleanup_(json_object_putp) json_object *root = json_object_new_object();
+
+        if (!root ||
+            json_add(root, "token", json_object_new_string(token)) < 0 ||
+            json_add(root, "role", json_object_new_string(role)) < 0 ||
+            json_add(root, "file", json_object_new_string(file)) < 0)
+                return -ENOMEM;
+        return json_format(root, ret);
+}
+
 int instance_format_json(json_object *instance, char **ret) {
         return json_format(instance, ret);
 }

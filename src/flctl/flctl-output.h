@@ -20,6 +20,9 @@ int state_format_json(const char *state, char **ret);
 /* {"message":...}: what the verbs that change the cluster print with --json. */
 int message_format_json(const char *message, char **ret);
 
+/* token create --json: {"token":...,"role":...,"file":...}. */
+int token_format_json(const char *token, const char *role, const char *file, char **ret);
+
 /* instance show: the job as the scheduler sent it (REST's "result"), or a
  * KEY VALUE table in the scheduler's order, nested objects (the pending
  * job) flattened to "pending.KEY". */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <string.h>
 
+#include "flctl-args.h"
 #include "flctl-backend.h"
 #include "json-util.h"
 #include "curl-util.h"
@@ -15,6 +16,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct curl_slist *, curl_slist_free_all);
 typedef struct RestBackend {
         Backend backend;
         char *url;              /* the base URL, without a trailing slash */
+        char *authorization;    /* "Authorization: Bearer TOKEN", or NULL */
         CURL *curl;             /* reused, so that later verbs keep the connection */
         char errbuf[CURL_ERROR_SIZE];   /* lives as long as the handle that writes it */
 } RestBackend;
@@ -94,6 +96,13 @@ static int rest_request(RestBackend *b, const char *method, const char *path, js
         headers = curl_slist_append(NULL, "Accept: application/json");
         if (!headers)
                 return log_oom();
+        if (b->authorization) {
+                struct curl_slist *more = curl_slist_append(headers, b->authorization);
+
+                if (!more)
+                        return log_oom();
+                headers = more;
+        }
         if (request) {
                 request_text = json_object_to_json_string_ext(request, JSON_C_TO_STRING_PLAIN);
                 if (!request_text)
@@ -132,6 +141,13 @@ static int rest_request(RestBackend *b, const char *method, const char *path, js
          * too. reply stays NULL when the body is not a JSON object. */
         (void) json_parse_object((const char *) body.data, body.size, &reply);
 
+        if (status == 401 || status == 403) {
+                message = reply_error_message(reply);
+                return log_error_errno(-EACCES, "The scheduler at %s refused %s %s: %s%s", b->url, method, path,
+                                       message ?: (status == 401 ? "no valid token." : "not allowed."),
+                                       status == 401 && !b->authorization ?
+                                       " Give flctl --token-file FILE (or $" FLCTL_TOKEN_FILE_ENV ")." : "");
+        }
         if (status < 200 || status > 299) {
                 message = reply_error_message(reply);
                 if (message)
@@ -270,6 +286,10 @@ static void rest_backend_free(Backend *backend) {
         curl_easy_cleanup(b->curl);
         curl_global_cleanup();
         free(b->url);
+        if (b->authorization) {
+                explicit_bzero(b->authorization, strlen(b->authorization));
+                free(b->authorization);
+        }
         free(b);
 }
 
@@ -285,9 +305,9 @@ static const BackendVTable rest_vtable = {
         .free = rest_backend_free,
 };
 
-int rest_backend_new(const char *url, Backend **ret) {
+int rest_backend_new(const char *url, const char *token, Backend **ret) {
         _cleanup_(curl_easy_cleanupp) CURL *curl = NULL;
-        _cleanup_free_ char *base = NULL;
+        _cleanup_free_ char *base = NULL, *authorization = NULL;
         RestBackend *b;
         size_t n;
 
@@ -299,6 +319,9 @@ int rest_backend_new(const char *url, Backend **ret) {
         while (n > 0 && base[n - 1] == '/')
                 base[--n] = '\0';
 
+        if (token && asprintf(&authorization, "Authorization: Bearer %s", token) < 0)
+                return log_oom();
+
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
                 return log_error_errno(-EIO, "Failed to initialize libcurl.");
         curl = curl_easy_init();
@@ -309,6 +332,7 @@ int rest_backend_new(const char *url, Backend **ret) {
         }
         b->backend.vtable = &rest_vtable;
         b->url = TAKE_PTR(base);
+        b->authorization = TAKE_PTR(authorization);
         b->curl = TAKE_PTR(curl);
         *ret = &b->backend;
         return 0;

@@ -5,6 +5,7 @@
 #include "flctl-model.h"
 #include "json-util.h"
 #include "flctl-output.h"
+#include "flctl-token.h"
 #include "flctl-verbs.h"
 #include "log.h"
 
@@ -198,6 +199,14 @@ static int verb_disable(Backend *b, const FlctlOptions *o, int argc, char *argv[
         return set_enabled(b, o, false);
 }
 
+static int check_token_create(const FlctlOptions *o, int argc, char *argv[]) {
+        return flctl_token_create_check(o);
+}
+
+static int verb_token_create(Backend *b, const FlctlOptions *o, int argc, char *argv[]) {
+        return flctl_token_create(o);
+}
+
 static const Verb verbs[] = {
         { "nodes",  0, 0, verb_nodes,     0                   },
         { "state",  0, 0, verb_state,     0                   },
@@ -209,6 +218,7 @@ static const Verb verbs[] = {
         { "instance", 1, VERB_ANY, verb_instance_set,  0, "set",  check_instance_set },
         { "enable",   0, 0,        verb_enable,        0                             },
         { "disable",  0, 0,        verb_disable,       0                             },
+        { "token",    0, 0,        verb_token_create,  0, "create", check_token_create, .local = true },
 };
 
 int verb_find(int argc, char *argv[], const Verb **ret) {
@@ -251,9 +261,20 @@ int verb_check(const Verb *verb, const FlctlOptions *o, int argc, char *argv[]) 
 
 int verb_run(const Verb *verb, const FlctlOptions *o, int argc, char *argv[]) {
         _cleanup_(backend_freep) Backend *b = NULL;
+        _cleanup_free_ char *token = NULL;
         int r;
 
-        r = o->url ? rest_backend_new(o->url, &b) : bus_backend_new(&b);
+        if (verb->local)
+                return verb->run(NULL, o, argc, argv);
+        /* D-Bus has its own policy (the group flcluster): tokens are REST's. */
+        if (o->url && o->token_file) {
+                r = flctl_token_read(o->token_file, &token);
+                if (r < 0)
+                        return r;
+        }
+        r = o->url ? rest_backend_new(o->url, token, &b) : bus_backend_new(&b);
+        if (token)
+                explicit_bzero(token, strlen(token));
         if (r < 0)
                 return r;
         b->timeout_usec = o->timeout_usec ?: verb->timeout_usec ?: DEFAULT_TIMEOUT_USEC;

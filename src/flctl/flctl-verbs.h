@@ -20,6 +20,7 @@ typedef struct Verb {
         /* The options and arguments (argv as run() gets it) the verb needs,
          * checked before any connection; a logged -EINVAL is a usage error. */
         int (*check)(const FlctlOptions *o, int argc, char *argv[]);
+        bool local;             /* needs no scheduler: run() gets no backend */
 } Verb;
 
 /* Finds the verb in argv[0] (and argv[1]) and checks its argument count;
