@@ -44,6 +44,58 @@ static int update(Iteration *it, const Job *job, const char *fl_id, uint32_t ite
         return iteration_update(it, job, &ask, now, v);
 }
 
+/* The same, for a device request outside the servers' replay window. */
+static int update_stale(Iteration *it, const Job *job, const char *fl_id, uint32_t iteration, uint64_t digest,
+                        const char *server, uint64_t now, Verdict *v) {
+        UpdateAsk ask = {
+                .fl_id = fl_id,
+                .iteration = iteration,
+                .digest = digest,
+                .server = server,
+                .server_gone = is_gone,
+                .stale = true,
+        };
+
+        return iteration_update(it, job, &ask, now, v);
+}
+
+/* A stale request counts nothing new, but a copy of a counted update keeps
+ * its exactly-once SUCCEED, on the server that holds it and on another. */
+static void test_stale_updates(void **state) {
+        Job job = test_job(3, 1.0);
+        Iteration it;
+        Verdict v;
+
+        iteration_init(&it);
+        iteration_begin(&it, &job, 1, 100000);
+        assert_int_equal(iteration_admit(&it, &job, "a", 10, 100001, &v), 0);
+        assert_int_equal(iteration_admit(&it, &job, "b", 20, 100002, &v), 0);
+
+        assert_int_equal(update_stale(&it, &job, "a", 1, 0xa1, "s1", 100010, &v), 0);
+        assert_int_equal(v.retcode, FL_REQUEST_ERROR);
+        assert_false(v.keep || v.changed);
+        assert_non_null(strstr(v.reason, "replay window"));
+        assert_int_equal(it.n_updated, 0);
+
+        assert_int_equal(update(&it, &job, "a", 1, 0xa1, "s1", 100011, &v), 0);
+        assert_int_equal(v.retcode, FL_SUCCEED);
+        assert_int_equal(it.n_updated, 1);
+
+        assert_int_equal(update_stale(&it, &job, "a", 1, 0xa1, "s1", 100012, &v), 0);
+        assert_int_equal(v.retcode, FL_SUCCEED);
+        assert_true(v.keep);
+        assert_int_equal(update_stale(&it, &job, "a", 1, 0xa1, "s2", 100013, &v), 0);
+        assert_int_equal(v.retcode, FL_SUCCEED);
+        assert_false(v.keep || v.changed);
+        /* A different update of a counted device, or one of another device: refused, nothing counted. */
+        assert_int_equal(update_stale(&it, &job, "a", 1, 0xa2, "s2", 100014, &v), 0);
+        assert_int_equal(v.retcode, FL_REQUEST_ERROR);
+        assert_int_equal(update_stale(&it, &job, "b", 1, 0xb1, "s2", 100015, &v), 0);
+        assert_int_equal(v.retcode, FL_REQUEST_ERROR);
+        assert_int_equal(it.n_updated, 1);
+        iteration_done(&it);
+}
+
 static void test_admission_threshold_and_repeats(void **state) {
         Job job = test_job(3, 1.0);
         Iteration it;
@@ -257,6 +309,7 @@ static void test_update_threshold(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_stale_updates),
                 cmocka_unit_test(test_admission_threshold_and_repeats),
                 cmocka_unit_test(test_updates),
                 cmocka_unit_test(test_exactly_once),

@@ -264,6 +264,12 @@ int iteration_update(Iteration *it, const Job *job, const UpdateAsk *ask, uint64
                         ask->fl_id, it->number);
                 return 0;
         }
+        if (ask->stale) {
+                verdict(v, FL_REQUEST_ERROR, next, "The request of device %s is outside the replay window "
+                        "(replay_attack_time_diff) and no identical update of it is counted in iteration %u.",
+                        ask->fl_id, it->number);
+                return 0;
+        }
 
         if (it->phase != ITERATION_COLLECTING || ask->iteration != it->number) {
                 verdict(v, FL_OUT_OF_TIME, next, "The update is for iteration %u, the cluster is in iteration %u (%s).",

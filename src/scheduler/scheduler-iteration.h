@@ -94,6 +94,10 @@ typedef struct UpdateAsk {
          * another may take it over. */
         bool (*server_gone)(const char *node_id, void *userdata);
         void *userdata;
+        /* The device's request is outside the servers' replay window: the same
+         * update counted already is answered as always, anything else is a
+         * RequestError and nothing is counted. */
+        bool stale;
 } UpdateAsk;
 
 void iteration_init(Iteration *it);

@@ -480,7 +480,7 @@ int training_handle_update(Manager *m, Link *l, json_object *msg) {
         const char *fl_id, *state, *digest_s;
         uint32_t req, iteration;
         uint64_t digest;
-        bool replay = false;
+        bool replay = false, stale = false;
         Verdict v = {};
         int r;
 
@@ -493,6 +493,7 @@ int training_handle_update(Manager *m, Link *l, json_object *msg) {
         /* A server naming what its log holds is answered whatever the cluster's
          * state: it cannot serve devices before it knows. */
         (void) json_get_bool(msg, "replay", &replay);
+        (void) json_get_bool(msg, "stale", &stale);
         if (replay && streq(state, "safemode") && m->iteration.number > 0)
                 state = "ok";
         if (streq(state, "ok")) {
@@ -503,6 +504,7 @@ int training_handle_update(Manager *m, Link *l, json_object *msg) {
                         .server = l->node->node_id,
                         .server_gone = server_gone,
                         .userdata = m,
+                        .stale = stale,
                 };
 
                 r = iteration_update(&m->iteration, &m->job, &ask, now_msec_realtime(), &v);

@@ -64,6 +64,7 @@ struct Pending {
         const float **ordered;          /* the update's tensors in model order */
         uint64_t digest;                /* aggregate_digest() of them */
         bool logged;                    /* waiting in the update log's next commit */
+        bool stale;                     /* outside replay_attack_time_diff: only a counted copy passes */
 };
 
 typedef struct PendingTable {

@@ -5,6 +5,7 @@
 
 #include "json-util.h"
 #include "log.h"
+#include "server-freshness.h"
 #include "server-manager.h"
 #include "server-rounds.h"
 #include "server-store.h"
@@ -131,6 +132,9 @@ int rounds_start_fl_job(HttpRequest *req, void *userdata) {
                 return answer_fl_job(req, m, FL_SYSTEM_ERROR, "Out of memory.", current_iteration(m), 0);
         if (r < 0)
                 return answer_fl_job(req, m, FL_REQUEST_ERROR, decode_reason(reason), current_iteration(m), 0);
+        if (request_freshness_check(m->config->replay_attack_time_diff, msg.timestamp, now_msec_realtime(), reason,
+                                    sizeof reason) < 0)
+                return answer_fl_job(req, m, FL_REQUEST_ERROR, reason, current_iteration(m), 0);
 
         if (!msg.fl_name || !streq(msg.fl_name, m->training.current.job.fl_name)) {
                 snprintf(reason, sizeof reason, "fl_name must be '%.100s'.", m->training.current.job.fl_name);
@@ -279,6 +283,12 @@ int rounds_update_model(HttpRequest *req, void *userdata) {
                          p->update.fl_id, current);
                 return answer_update(req, m, FL_REPEAT_REQUEST, reason, 0);
         }
+        /* Outside the replay window: a copy of an update counted already keeps its
+         * SUCCEED (just above, or the scheduler's when another server holds it);
+         * the scheduler refuses anything else and counts nothing. */
+        if (request_freshness_check(m->config->replay_attack_time_diff, p->update.timestamp, now_msec_realtime(),
+                                    reason, sizeof reason) < 0)
+                p->stale = true;
 
         p->fl_id = strdup(p->update.fl_id);
         if (!p->fl_id)
@@ -296,6 +306,9 @@ int rounds_update_model(HttpRequest *req, void *userdata) {
 int rounds_answer_update(Manager *m, Pending *p, const SchedulerReply *reply) {
         int32_t retcode = update_log_verdict(m->updates, p, reply);
 
+        if (p->stale && retcode != FL_SUCCEED)
+                /* Outside the replay window and not counted anywhere: nothing was. */
+                return answer_update(p->http, m, FL_REQUEST_ERROR, reply->reason, reply->next_req_time);
         if (retcode == FL_SUCCEED)
                 return answer_update(p->http, m, FL_SUCCEED, reply->reason[0] ? reply->reason : "Update accepted.",
                                      reply->next_req_time);
@@ -354,6 +367,9 @@ int rounds_get_model(HttpRequest *req, void *userdata) {
                 return answer_get_model(req, m, FL_SYSTEM_ERROR, "Out of memory.", current, false);
         if (r < 0)
                 return answer_get_model(req, m, FL_REQUEST_ERROR, decode_reason(reason), current, false);
+        if (request_freshness_check(m->config->replay_attack_time_diff, msg.timestamp, now_msec_realtime(), reason,
+                                    sizeof reason) < 0)
+                return answer_get_model(req, m, FL_REQUEST_ERROR, reason, current, false);
         if (!isempty(msg.fl_name) && !streq(msg.fl_name, m->training.current.job.fl_name)) {
                 snprintf(reason, sizeof reason, "fl_name must be '%.100s'.", m->training.current.job.fl_name);
                 return answer_get_model(req, m, FL_REQUEST_ERROR, reason, current, false);

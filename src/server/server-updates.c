@@ -175,6 +175,10 @@ static json_object *update_json(uint32_t iteration, const char *fl_id, uint64_t 
 static void send_update(UpdateLog *u, Pending *p) {
         _cleanup_(json_object_putp) json_object *o = update_json(p->iteration, p->fl_id, p->digest);
 
+        if (o && p->stale && json_object_object_add(o, "stale", json_object_new_boolean(true)) < 0) {
+                json_object_put(o);
+                o = NULL;
+        }
         if (!o) {
                 (void) rounds_answer_failure(p, FL_SYSTEM_ERROR, "Out of memory.");
                 pending_free(p);
