@@ -25,6 +25,9 @@ typedef struct Fixture {
         sd_event_source *defer_timer;
         bool exit_on_defer;
         bool stop;
+        unsigned guarded_handled;       /* runs of the guarded route's handler */
+        char peer[64];                  /* what the authorize hook saw */
+        int authorize_access;
 } Fixture;
 
 typedef struct Call {
@@ -37,6 +40,7 @@ typedef struct Call {
         char response[64 * 1024];
         size_t response_size;
         char allow[128];
+        char www_authenticate[128];
         int done_fd;
 } Call;
 
@@ -100,8 +104,30 @@ static int handle_failing(HttpRequest *req, void *userdata) {
         return -EIO;
 }
 
+#define ACCESS_GUARDED 7
+
+static int handle_guarded(HttpRequest *req, void *userdata) {
+        Fixture *f = userdata;
+
+        f->guarded_handled++;
+        return http_reply(req, 200, "text/plain", "in", 2);
+}
+
+/* Refuses the guarded route before its body is read. */
+static bool authorize(HttpRequest *req, int access, void *userdata) {
+        Fixture *f = userdata;
+
+        f->authorize_access = access;
+        snprintf(f->peer, sizeof f->peer, "%s", http_request_peer(req));
+        if (access != ACCESS_GUARDED)
+                return true;
+        (void) http_reply_error_with_header(req, 401, "WWW-Authenticate", "Bearer realm=\"test\"", "No entry.");
+        return false;
+}
+
 static const HttpRoute routes[] = {
         { "GET", "/", handle_hello },
+        { "POST", "/guarded", handle_guarded, ACCESS_GUARDED },
         { "POST", "/echo", handle_echo },
         { "PUT", "/echo", handle_echo },
         { "GET", "/query", handle_query },
@@ -135,6 +161,13 @@ static size_t on_header(char *data, size_t size, size_t n, void *userdata) {
                         v++;
                 k = strcspn(v, "\r\n");
                 snprintf(c->allow, sizeof c->allow, "%.*s", (int) k, v);
+        }
+        if (len > 17 && strncasecmp(data, "WWW-Authenticate:", 17) == 0) {
+                const char *v = data + 17;
+
+                while (*v == ' ')
+                        v++;
+                snprintf(c->www_authenticate, sizeof c->www_authenticate, "%.*s", (int) strcspn(v, "\r\n"), v);
         }
         return len;
 }
@@ -352,6 +385,26 @@ static void test_handler_without_answer(void **state) {
         assert_int_equal(d.status, 500);
 }
 
+static void test_authorize(void **state) {
+        static char body[2 * MAX_BODY];  /* over the limit too: refused before that is looked at */
+        Fixture *f = *state;
+        Call c = { .body = body, .body_size = sizeof body }, d = {};
+
+        http_server_set_authorize(f->server, authorize);
+        call(f, &c, "POST", "/guarded");
+        assert_int_equal(c.status, 401);
+        assert_string_equal(c.www_authenticate, "Bearer realm=\"test\"");
+        assert_non_null(strstr(c.response, "\"error_message\":\"No entry.\""));
+        assert_int_equal(f->guarded_handled, 0);
+        assert_int_equal(f->authorize_access, ACCESS_GUARDED);
+        assert_true(strneq(f->peer, "127.0.0.1:", 10));
+
+        /* Routes the hook lets through are served; its access is the route's (0 by default). */
+        call(f, &d, "GET", "/");
+        assert_int_equal(d.status, 200);
+        assert_int_equal(f->authorize_access, 0);
+}
+
 static void test_free_with_deferred(void **state) {
         Fixture *f = *state;
         Call c = {};
@@ -375,6 +428,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_defer_then_answer, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_handler_without_answer, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_free_with_deferred, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_authorize, setup, teardown),
         };
         int r;
 

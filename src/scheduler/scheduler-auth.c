@@ -18,7 +18,7 @@
 
 /* Refusals are logged, but a flood of them must not fill the journal. */
 #define REFUSAL_LOG_INTERVAL_USEC (10 * USEC_PER_SEC)
-#define REFUSAL_LOG_BURST 10U
+#define REFUSAL_LOG_BURST 20U
 
 #define REALM "Bearer realm=\"flcluster\""
 

@@ -215,8 +215,9 @@ atexit.register(_release_all_ports)
 # ---------------------------------------------------------------- HTTP
 
 class HttpResult:
-    def __init__(self, status, body, content_type, raw, error=None):
+    def __init__(self, status, body, content_type, raw, error=None, headers=None):
         self.status, self.json, self.content_type, self.raw, self.error = status, body, content_type, raw, error
+        self.headers = headers or {}
 
     def __repr__(self):
         if self.status is None:
@@ -227,24 +228,26 @@ class HttpResult:
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http(method, url, body=None, timeout=5):
-    """Returns an HttpResult; status None when there was no HTTP answer."""
+def http(method, url, body=None, timeout=5, headers=None):
+    """Returns an HttpResult; status None when there was no HTTP answer.
+    headers: more request headers (e.g. Authorization)."""
     if isinstance(body, (dict, list)):
         body = json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    req = urllib.request.Request(url, data=body, method=method, headers=headers)
+    hdrs = {"Content-Type": "application/json"} if body is not None else {}
+    hdrs.update(headers or {})
+    req = urllib.request.Request(url, data=body, method=method, headers=hdrs)
     try:
         with _opener.open(req, timeout=timeout) as resp:
-            status, raw, ctype = resp.status, resp.read(), resp.headers.get("Content-Type")
+            status, raw, rh = resp.status, resp.read(), resp.headers
     except urllib.error.HTTPError as e:
-        status, raw, ctype = e.code, e.read(), e.headers.get("Content-Type")
+        status, raw, rh = e.code, e.read(), e.headers
     except (urllib.error.URLError, OSError, ValueError) as e:
         return HttpResult(None, None, None, b"", str(e))
     try:
         js = json.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         js = None
-    return HttpResult(status, js, ctype, raw)
+    return HttpResult(status, js, rh.get("Content-Type"), raw, headers=dict(rh.items()))
 
 
 _NS_HTTP_SCRIPT = r"""
@@ -588,6 +591,7 @@ class Cluster:
         self.sched_state_dir = os.path.join(t.tmp, name)
         self.sched_extra = []
         self.servers = []
+        self.token = None               # sent as a Bearer token by http() when set
 
     # -- environment and plumbing
     def env(self, extra=None):
@@ -696,7 +700,8 @@ class Cluster:
         url = self.base_url + path
         if self.netns:
             return http_in_netns(self.netns, method, url, body, timeout=timeout + 5)
-        return http(method, url, body, timeout)
+        headers = {"Authorization": "Bearer " + self.token} if self.token else None
+        return http(method, url, body, timeout, headers=headers)
 
     def state(self):
         r = self.http("GET", "/state")
