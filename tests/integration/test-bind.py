@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 OTHER = "127.0.0.2"
-PEER_PORT_RE = re.compile(r"peers reach this server on (\S+) port (\d+)")
+PEER_PORT_RE = re.compile(r"peers reach this server on (?:(\S+) )?port (\d+)")
 
 
 def reachable(host, port):
