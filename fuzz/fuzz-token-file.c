@@ -30,18 +30,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
                 }                                                                       \
         } while (0)
 
-static void print_entry(const TokenEntry *e, char *p) {
-        static const char hex[] = "0123456789abcdef";
-
-        p += sprintf(p, "%s sha256:", token_role_to_string(e->role));
-        for (size_t i = 0; i < TOKEN_HASH_SIZE; i++) {
-                *p++ = hex[e->hash[i] >> 4];
-                *p++ = hex[e->hash[i] & 15];
-        }
-        *p++ = '\n';
-        *p = '\0';
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_(token_table_done) TokenTable t = {}, again = {};
         _cleanup_free_ char *text = NULL;
@@ -61,8 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(text);
         text[0] = '\0';
         for (size_t i = 0, n = 0; i < t.n; i++) {
-                CHECK(token_role_to_string(t.entries[i].role));
-                print_entry(&t.entries[i], text + n);
+                CHECK(token_entry_print(&t.entries[i], text + n) == 0);
                 n += strlen(text + n);
         }
         r = token_table_parse(text, strlen(text), &again, error, sizeof error);

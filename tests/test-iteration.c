@@ -30,33 +30,30 @@ static bool is_gone(const char *node_id, void *userdata) {
         return gone_server && streq(node_id, gone_server);
 }
 
-/* An update of fl_id with digest, asked for by server. */
-static int update(Iteration *it, const Job *job, const char *fl_id, uint32_t iteration, uint64_t digest,
-                  const char *server, uint64_t now, Verdict *v) {
+/* An update of fl_id with digest, asked for by server; stale: the device's
+ * request is outside the servers' replay window. */
+static int update_ask(Iteration *it, const Job *job, const char *fl_id, uint32_t iteration, uint64_t digest,
+                      const char *server, uint64_t now, bool stale, Verdict *v) {
         UpdateAsk ask = {
                 .fl_id = fl_id,
                 .iteration = iteration,
                 .digest = digest,
                 .server = server,
                 .server_gone = is_gone,
+                .stale = stale,
         };
 
         return iteration_update(it, job, &ask, now, v);
 }
 
-/* The same, for a device request outside the servers' replay window. */
+static int update(Iteration *it, const Job *job, const char *fl_id, uint32_t iteration, uint64_t digest,
+                  const char *server, uint64_t now, Verdict *v) {
+        return update_ask(it, job, fl_id, iteration, digest, server, now, false, v);
+}
+
 static int update_stale(Iteration *it, const Job *job, const char *fl_id, uint32_t iteration, uint64_t digest,
                         const char *server, uint64_t now, Verdict *v) {
-        UpdateAsk ask = {
-                .fl_id = fl_id,
-                .iteration = iteration,
-                .digest = digest,
-                .server = server,
-                .server_gone = is_gone,
-                .stale = true,
-        };
-
-        return iteration_update(it, job, &ask, now, v);
+        return update_ask(it, job, fl_id, iteration, digest, server, now, true, v);
 }
 
 /* A stale request counts nothing new, but a copy of a counted update keeps

@@ -93,35 +93,40 @@ struct MHD_Response *http_error_response_new(const char *message) {
         return text ? http_response_new(text, len, "application/json") : NULL;
 }
 
-int http_reply_error(HttpRequest *req, unsigned status, const char *format, ...) {
+/* The error object, with one more header when header is not NULL. */
+_printf_(5, 0)
+static int reply_error_va(HttpRequest *req, unsigned status, const char *header, const char *value,
+                          const char *format, va_list ap) {
+        _cleanup_(MHD_destroy_responsep) struct MHD_Response *resp = NULL;
         _cleanup_free_ char *message = NULL;
+
+        if (vasprintf(&message, format, ap) < 0)
+                return http_request_answer(req, status, NULL);
+        resp = http_error_response_new(message);
+        if (resp && header && MHD_add_response_header(resp, header, value) == MHD_NO)
+                return http_request_answer(req, status, NULL);  /* drops the connection */
+        return http_request_answer(req, status, TAKE_PTR(resp));
+}
+
+int http_reply_error(HttpRequest *req, unsigned status, const char *format, ...) {
         va_list ap;
-        int k;
+        int r;
 
         va_start(ap, format);
-        k = vasprintf(&message, format, ap);
+        r = reply_error_va(req, status, NULL, NULL, format, ap);
         va_end(ap);
-        if (k < 0)
-                return http_request_answer(req, status, NULL);
-        return http_request_answer(req, status, http_error_response_new(message));
+        return r;
 }
 
 int http_reply_error_with_header(HttpRequest *req, unsigned status, const char *header, const char *value,
                                  const char *format, ...) {
-        _cleanup_(MHD_destroy_responsep) struct MHD_Response *resp = NULL;
-        _cleanup_free_ char *message = NULL;
         va_list ap;
-        int k;
+        int r;
 
         va_start(ap, format);
-        k = vasprintf(&message, format, ap);
+        r = reply_error_va(req, status, header, value, format, ap);
         va_end(ap);
-        if (k < 0)
-                return http_request_answer(req, status, NULL);
-        resp = http_error_response_new(message);
-        if (resp && MHD_add_response_header(resp, header, value) == MHD_NO)
-                return http_request_answer(req, status, NULL);  /* drops the connection */
-        return http_request_answer(req, status, TAKE_PTR(resp));
+        return r;
 }
 
 int http_defer(HttpRequest *req) {

@@ -234,8 +234,18 @@ TokenRole token_table_lookup(const TokenTable *t, const char *token, size_t n) {
         return (TokenRole) (int32_t) role;
 }
 
-int token_generate(char ret[static TOKEN_STRING_MAX]) {
+/* n bytes as 2n lowercase hex digits at p; returns the end. */
+static char *hex_encode(char *p, const uint8_t *bytes, size_t n) {
         static const char hex[] = "0123456789abcdef";
+
+        for (size_t i = 0; i < n; i++) {
+                *p++ = hex[bytes[i] >> 4];
+                *p++ = hex[bytes[i] & 15];
+        }
+        return p;
+}
+
+int token_generate(char ret[static TOKEN_STRING_MAX]) {
         uint8_t random[TOKEN_RANDOM_BYTES];
         size_t got = 0;
         char *p;
@@ -250,34 +260,32 @@ int token_generate(char ret[static TOKEN_STRING_MAX]) {
                 }
                 got += (size_t) k;
         }
-        p = stpcpy(ret, TOKEN_PREFIX);
-        for (size_t i = 0; i < sizeof random; i++) {
-                *p++ = hex[random[i] >> 4];
-                *p++ = hex[random[i] & 15];
-        }
+        p = hex_encode(stpcpy(ret, TOKEN_PREFIX), random, sizeof random);
         *p = '\0';
         explicit_bzero(random, sizeof random);
         return 0;
 }
 
-int token_entry_format(TokenRole role, const char *token, char ret[static TOKEN_ENTRY_MAX]) {
-        static const char hex[] = "0123456789abcdef";
-        const char *name = token_role_to_string(role);
-        uint8_t h[TOKEN_HASH_SIZE];
+int token_entry_print(const TokenEntry *e, char ret[static TOKEN_ENTRY_MAX]) {
+        const char *name = token_role_to_string(e->role);
         char *p;
-        int r;
 
         if (!name)
                 return -EINVAL;
-        r = token_hash(token, strlen(token), h);
-        if (r < 0)
-                return r;
-        p = ret + snprintf(ret, TOKEN_ENTRY_MAX, "%s " HASH_TAG, name);
-        for (size_t i = 0; i < sizeof h; i++) {
-                *p++ = hex[h[i] >> 4];
-                *p++ = hex[h[i] & 15];
-        }
+        p = hex_encode(ret + snprintf(ret, TOKEN_ENTRY_MAX, "%s " HASH_TAG, name), e->hash, TOKEN_HASH_SIZE);
         *p++ = '\n';
         *p = '\0';
         return 0;
+}
+
+int token_entry_format(TokenRole role, const char *token, char ret[static TOKEN_ENTRY_MAX]) {
+        TokenEntry e = { .role = role };
+        int r;
+
+        if (!token_role_to_string(role))
+                return -EINVAL;
+        r = token_hash(token, strlen(token), e.hash);
+        if (r < 0)
+                return r;
+        return token_entry_print(&e, ret);
 }

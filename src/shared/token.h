@@ -78,3 +78,5 @@ TokenRole token_table_lookup(const TokenTable *t, const char *token, size_t n);
 int token_generate(char ret[static TOKEN_STRING_MAX]);
 /* The file line of a token: "ROLE sha256:HEX\n". */
 int token_entry_format(TokenRole role, const char *token, char ret[static TOKEN_ENTRY_MAX]);
+/* The file line of an entry. */
+int token_entry_print(const TokenEntry *e, char ret[static TOKEN_ENTRY_MAX]);
