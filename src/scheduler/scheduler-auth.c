@@ -65,8 +65,10 @@ int auth_reload(Manager *m) {
         char error[256] = "";
         int r;
 
-        if (!auth_enabled(m))
+        if (!auth_enabled(m)) {
+                log_info("Reload: no management_token_file to read again.");
                 return 0;
+        }
         r = token_table_load(m->config->management_token_file, &t, error, sizeof error);
         if (r < 0)
                 /* Neither locked out nor opened up by a typo: the old tokens stay. */

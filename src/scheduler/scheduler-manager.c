@@ -401,7 +401,6 @@ int manager_reload(Manager *m) {
         int r;
 
         (void) sd_notify(false, "RELOADING=1\nSTATUS=Reloading the configuration files.");
-        log_info("Reloading: reading the management token file again.");
         r = auth_reload(m);
         (void) sd_notify(false, "READY=1");
         manager_notify_status(m);

@@ -42,7 +42,7 @@ static const ConfOption options[] = {
         U32(fl_server_port, 1, 65535, CONF_ROLE_SERVER, "HTTP port devices talk to (default 6668)"),
         STR(fl_server_ip, CONF_ROLE_SERVER, "Address the device port binds (default: the advertised address)"),
         STR(tcp_server_ip, CONF_ROLE_SERVER, "Address the all-reduce peer port binds (default: the advertised address)"),
-        U32(replay_attack_time_diff, 0, 604800000, CONF_ROLE_SERVER, "Refuse device requests with a timestamp further than this from now, ms (default 0: off)"),
+        U32(replay_attack_time_diff, 0, 604800000, CONF_ROLE_SERVER, "Max ms between a device request's timestamp and now (default 0: off)"),
         U32(server_num, 1, 4096, CONF_ROLE_ALL, "Number of servers in the cluster (default 1)"),
         U32(worker_num, 0, 0, CONF_ROLE_ALL, "Number of workers; must be 0 (workers are not supported)"),
         U32(local_server_num, 1, 256, CONF_ROLE_SERVER, "Servers this command starts on consecutive ports (default 1)"),
