@@ -125,6 +125,11 @@ static bool authorize(HttpRequest *req, int access, void *userdata) {
         return false;
 }
 
+static int handle_labelled(HttpRequest *req, void *userdata) {
+        http_request_set_label(req, "SUCCEED");
+        return http_reply(req, 200, "text/plain", "labelled", 8);
+}
+
 static const HttpRoute routes[] = {
         { "GET", "/", handle_hello },
         { "POST", "/guarded", handle_guarded, ACCESS_GUARDED },
@@ -135,6 +140,7 @@ static const HttpRoute routes[] = {
         { "GET", "/defer-now", handle_defer_then_answer },
         { "GET", "/silent", handle_silent },
         { "GET", "/failing", handle_failing },
+        { "GET", "/labelled", handle_labelled },
 };
 
 /* The client side. */
@@ -414,6 +420,64 @@ static void test_free_with_deferred(void **state) {
         assert_int_not_equal(c.code, CURLE_OK);
 }
 
+typedef struct Observed {
+        HttpRequestInfo info[4];
+        char paths[4][32];
+        size_t n;
+} Observed;
+
+static void observe(const HttpRequestInfo *info, void *userdata) {
+        Observed *o = userdata;
+
+        assert_true(o->n < ELEMENTSOF(o->info));
+        o->info[o->n] = *info;
+        snprintf(o->paths[o->n], sizeof o->paths[o->n], "%s", info->path);
+        o->n++;
+}
+
+/* The completion may come a loop turn after the client has its answer. */
+static void wait_observed(Fixture *f, Observed *o, size_t n) {
+        for (unsigned i = 0; i < 200 && o->n < n; i++)
+                assert_true(sd_event_run(f->event, 10 * USEC_PER_MSEC) >= 0);
+        assert_int_equal(o->n, n);
+}
+
+static void test_observer(void **state) {
+        static char body[100];
+        Fixture *f = *state;
+        Observed o = {};
+        Call c = { .body = body, .body_size = sizeof body }, d = {}, e = {}, g = {}, h = {};
+
+        http_server_set_observer(f->server, observe, &o);
+        call(f, &c, "POST", "/echo");
+        assert_int_equal(c.status, 200);
+        wait_observed(f, &o, 1);
+        assert_string_equal(o.info[0].method, "POST");
+        assert_string_equal(o.paths[0], "/echo");
+        assert_null(o.info[0].label);
+        assert_int_equal(o.info[0].status, 200);
+        assert_int_equal(o.info[0].bytes_in, sizeof body);
+        assert_int_equal(o.info[0].bytes_out, sizeof body);
+        assert_true(o.info[0].completed);
+        assert_true(o.info[0].duration_usec > 0 && o.info[0].duration_usec < TEST_TIMEOUT_USEC);
+
+        call(f, &d, "GET", "/labelled?x=1");
+        wait_observed(f, &o, 2);
+        assert_string_equal(o.paths[1], "/labelled");
+        assert_string_equal(o.info[1].label, "SUCCEED");
+        assert_int_equal(o.info[1].bytes_out, 8);
+
+        /* Not routed: not observed (its path is the client's). A refusal is. */
+        call(f, &e, "GET", "/nowhere");
+        assert_int_equal(e.status, 404);
+        call(f, &g, "DELETE", "/labelled");
+        assert_int_equal(g.status, 405);
+        call(f, &h, "GET", "/query");
+        wait_observed(f, &o, 3);
+        assert_string_equal(o.paths[2], "/query");
+        assert_int_equal(o.info[2].status, 400);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_json, setup, teardown),
@@ -429,6 +493,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_handler_without_answer, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_free_with_deferred, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_authorize, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_observer, setup, teardown),
         };
         int r;
 

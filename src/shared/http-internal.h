@@ -25,6 +25,12 @@ struct HttpRequest {
         struct MHD_Response *pending;   /* a deferred answer, queued once resumed */
         unsigned pending_status;
 
+        /* For the observer (HttpRequestInfo). */
+        uint64_t start_usec;
+        unsigned status;
+        uint64_t bytes_out;
+        const char *label;
+
         HttpRequest *defer_prev, *defer_next;
 };
 
@@ -41,6 +47,8 @@ struct HttpServer {
         bool started;
         bool kicked;
         HttpRequest *deferred;  /* suspended requests, to resume before stopping */
+        http_observer_t observer;
+        void *observer_userdata;
 };
 
 void http_server_kick(HttpServer *s);

@@ -31,6 +31,7 @@ int http_request_answer(HttpRequest *req, unsigned status, struct MHD_Response *
                 return log_error_errno(-EALREADY, "Request %s %s answered twice, ignoring the second answer.",
                                        req->method, req->path);
         req->answered = true;
+        req->status = status;
         if (!resp)
                 req->drop = true;
 
@@ -68,6 +69,8 @@ struct MHD_Response *http_response_new(const void *body, size_t size, const char
 }
 
 int http_reply(HttpRequest *req, unsigned status, const char *content_type, const void *body, size_t size) {
+        if (!req->answered)
+                req->bytes_out = size;
         return http_request_answer(req, status, http_response_new(body, size, content_type));
 }
 
@@ -190,4 +193,8 @@ const char *http_request_peer(HttpRequest *req) {
         } else
                 snprintf(req->peer, sizeof req->peer, "unknown");
         return req->peer;
+}
+
+void http_request_set_label(HttpRequest *req, const char *label) {
+        req->label = label;
 }

@@ -211,6 +211,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
                         .connection = connection,
                         .method = method,
                         .path = url,
+                        .start_usec = now_usec(CLOCK_MONOTONIC),
                 };
                 *req_cls = req;
                 req->in_handler = true;
@@ -236,6 +237,17 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
 
         if (!req)
                 return;
+        if (req->server->observer && req->route)
+                req->server->observer(&(HttpRequestInfo) {
+                                .method = req->route->method,
+                                .path = req->route->path,
+                                .label = req->label,
+                                .status = req->status,
+                                .bytes_in = req->body_size + req->discarded,
+                                .bytes_out = req->bytes_out,
+                                .duration_usec = now_usec(CLOCK_MONOTONIC) - req->start_usec,
+                                .completed = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK,
+                        }, req->server->observer_userdata);
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
                 log_debug("HTTP request %s %s ended before its answer was sent (reason %d).",
                           req->method, req->path, (int) toe);
@@ -339,6 +351,7 @@ int http_server_new(HttpServer **ret, sd_event *e, const char *address, uint16_t
 HttpServer *http_server_free(HttpServer *s) {
         if (!s)
                 return NULL;
+        s->observer = NULL;     /* what ends now ends with the daemon, not with its clients */
         s->io = sd_event_source_disable_unref(s->io);
         s->timer = sd_event_source_disable_unref(s->timer);
         if (s->daemon) {
@@ -363,5 +376,10 @@ uint16_t http_server_port(const HttpServer *s) {
 
 void http_server_set_authorize(HttpServer *s, http_authorize_t authorize) {
         s->authorize = authorize;
+}
+
+void http_server_set_observer(HttpServer *s, http_observer_t observer, void *userdata) {
+        s->observer = observer;
+        s->observer_userdata = userdata;
 }
 

@@ -47,6 +47,21 @@ uint16_t http_server_port(const HttpServer *s);
 /* Every request passes authorize (with the server's userdata) first. */
 void http_server_set_authorize(HttpServer *s, http_authorize_t authorize);
 
+/* What became of one request, for metrics: told once per request that was
+ * routed (an unknown path is not), when libmicrohttpd is done with it. */
+typedef struct HttpRequestInfo {
+        const char *method;
+        const char *path;               /* the route's path (never a client's string) */
+        const char *label;              /* from http_request_set_label(), or NULL */
+        unsigned status;                /* 0: never answered */
+        uint64_t bytes_in;              /* request body, dropped bytes included */
+        uint64_t bytes_out;             /* answer body (http_reply*() answers; 0 for errors) */
+        uint64_t duration_usec;         /* from its headers until its answer was sent (or it ended) */
+        bool completed;                 /* the answer was sent whole */
+} HttpRequestInfo;
+typedef void (*http_observer_t)(const HttpRequestInfo *info, void *userdata);
+void http_server_set_observer(HttpServer *s, http_observer_t observer, void *userdata);
+
 const char *http_request_method(const HttpRequest *req);
 const char *http_request_path(const HttpRequest *req);
 /* The Content-Type header (NULL if absent), body and its size (never NULL). */
@@ -58,6 +73,9 @@ const char *http_request_header(const HttpRequest *req, const char *name);
 const char *http_request_query(const HttpRequest *req, const char *key);
 /* The client's address and port, "192.0.2.1:40000" or "[2001:db8::1]:40000". */
 const char *http_request_peer(HttpRequest *req);
+/* A word of the handler's for the observer (e.g. the retcode it answered);
+ * must be a static string. */
+void http_request_set_label(HttpRequest *req, const char *label);
 
 /* Answer now. Each returns 0 or a negative errno; the request is answered
  * (or the connection dropped) either way. */
