@@ -131,7 +131,7 @@ bool auth_check_rest(HttpRequest *req, int access, void *userdata) {
         TokenRole role;
         size_t n;
 
-        if (!auth_enabled(m))
+        if (!auth_enabled(m) || access == REST_ACCESS_PUBLIC)
                 return true;
 
         header = http_request_header(req, "Authorization");

@@ -11,6 +11,7 @@ typedef struct Manager Manager;
 enum {
         REST_ACCESS_OPERATOR = 0,       /* changes something */
         REST_ACCESS_READER = 1,         /* reads */
+        REST_ACCESS_PUBLIC = 2,         /* the status page's static files: no token */
 };
 
 /* Reads management_token_file (if set); a missing or invalid file is a

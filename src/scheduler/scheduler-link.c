@@ -195,6 +195,9 @@ static int link_on_frame(Conn *c, uint8_t type, const uint8_t *payload, size_t s
         case WIRE_REPLAYED:
                 return training_handle_replayed(m, l, msg);
 
+        case WIRE_REPORT:
+                return history_handle_report(m, l, msg);
+
         case WIRE_FINISH_ACK:
                 if (json_get_u32(msg, "pid", &pid) < 0)
                         return log_warning_errno(-EBADMSG, "Malformed FINISH_ACK from %s.", conn_peer(c));

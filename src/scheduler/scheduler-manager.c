@@ -51,6 +51,7 @@ Manager *manager_free(Manager *m) {
         free(m->finish_calls);
         free(m->finish_requests);
         json_object_put(m->stopped);
+        history_done(m);
         training_done(m);
         scale_done(m);
         http_server_free(m->http);
@@ -63,6 +64,7 @@ Manager *manager_free(Manager *m) {
         safe_close(m->lock_fd);
         sd_bus_flush_close_unref(m->bus);
         registry_done(&m->registry);
+        scheduler_metrics_done(m);
         if (m->db)
                 sqlite3_close_v2(m->db);
         free(m->db_path);
@@ -438,6 +440,12 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to open the scheduler database %s: %m", m->db_path);
         r = manager_load(m);
+        if (r < 0)
+                return r;
+        r = scheduler_metrics_setup(m);
+        if (r < 0)
+                return r;
+        r = history_setup(m);
         if (r < 0)
                 return r;
         r = training_setup(m);

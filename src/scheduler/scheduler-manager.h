@@ -16,6 +16,7 @@
 #include "token.h"
 
 #include "scheduler-link.h"
+#include "scheduler-metrics.h"
 
 /* The scheduler's Manager owns the one event loop and everything on it: the
  * TCP listener and the links of the servers, the REST port, the D-Bus
@@ -83,6 +84,10 @@ typedef struct Manager {
         size_t n_finish_calls;
         HttpRequest **finish_requests;
         size_t n_finish_requests;
+
+        /* What operators look at (scheduler-metrics.h). */
+        SchedulerMetrics metrics;
+        History *history;
 } Manager;
 
 int manager_new(Manager **ret, const FlConfig *config);

@@ -226,6 +226,13 @@ static const HttpRoute routes[] = {
         { "POST", "/newInstance",   rest_post_new_instance,  REST_ACCESS_OPERATOR },
         { "POST", "/enableFLS",     rest_post_enable,        REST_ACCESS_OPERATOR },
         { "POST", "/disableFLS",    rest_post_disable,       REST_ACCESS_OPERATOR },
+        { "GET",  "/metrics",       rest_get_metrics,        REST_ACCESS_READER },
+        { "GET",  "/iterations",    rest_get_iterations,     REST_ACCESS_READER },
+        { "GET",  "/iteration",     rest_get_iteration,      REST_ACCESS_READER },
+        /* The status page's own files: it must load to ask for a token. */
+        { "GET",  "/",              rest_get_status_page,    REST_ACCESS_PUBLIC },
+        { "GET",  "/status.js",     rest_get_status_js,      REST_ACCESS_PUBLIC },
+        { "GET",  "/status.css",    rest_get_status_css,     REST_ACCESS_PUBLIC },
 };
 
 int manager_rest_setup(Manager *m) {

@@ -209,6 +209,7 @@ int scale_out(Manager *m, uint32_t server_num, char *error, size_t size) {
         scale_arm_timer(m, deadline_ms);
         log_notice("Scaling out from %u to %u servers: start the new ones with --server_num=%u within %" PRIu64 "s.",
                    m->scale_from, m->registry.server_num, m->registry.server_num, scale_timeout(m) / USEC_PER_SEC);
+        metric_inc(m->metrics.scale_operations, "scale_out", "started");
         return 0;
 }
 
@@ -239,6 +240,7 @@ void scale_check(Manager *m) {
         log_notice("Scale-out to %u servers complete in %.1fs: every server is registered and holds the model.",
                    m->registry.server_num,
                    (double) (now_usec(CLOCK_MONOTONIC) - m->scale_started_usec) / USEC_PER_SEC);
+        metric_inc(m->metrics.scale_operations, "scale_out", "completed");
         scale_end(m);
 }
 
@@ -248,6 +250,7 @@ static void scale_out_rollback(Manager *m) {
         log_warning("Scale-out to %u servers did not complete within %.0fs: rolling back to %u servers.",
                     target, (double) (now_usec(CLOCK_MONOTONIC) - m->scale_started_usec) / USEC_PER_SEC,
                     m->scale_from);
+        metric_inc(m->metrics.scale_operations, "scale_out", "rolled_back");
         for (uint32_t rank = m->scale_from; rank < target; rank++) {
                 Node *n = registry_find_rank(&m->registry, rank);
 
@@ -299,6 +302,7 @@ int scale_in(Manager *m, char *const *node_ids, size_t n, char *error, size_t si
         }
         log_notice("Scaling in %zu of %u servers: they stop admitting devices and leave at the end of the iteration.",
                    leaving, m->registry.server_num);
+        metric_inc(m->metrics.scale_operations, "scale_in", "started");
         (void) manager_update_state(m, true);   /* the member lists tell the leavers */
         scale_on_boundary(m);                   /* now, if no iteration runs */
         return 0;
@@ -358,6 +362,7 @@ void scale_on_boundary(Manager *m) {
         log_notice("Scale-in complete in %.1fs: %zu servers left, %u remain.",
                    (double) (now_usec(CLOCK_MONOTONIC) - m->scale_started_usec) / USEC_PER_SEC, gone,
                    m->registry.server_num);
+        metric_inc(m->metrics.scale_operations, "scale_in", "completed");
         scale_end(m);           /* stores server_num */
 }
 

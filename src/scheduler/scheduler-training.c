@@ -101,6 +101,7 @@ static void training_ring_clear(Manager *m) {
 static void training_next(Manager *m, uint32_t abandoned) {
         uint32_t done = m->iteration.number;
 
+        history_iteration_ended(m, abandoned != 0);     /* before it is forgotten */
         training_ring_clear(m);
         if (instance_take_pending(m)) {
                 iteration_begin(&m->iteration, &m->job, 1, now_msec_realtime());
@@ -541,8 +542,10 @@ int training_handle_replayed(Manager *m, Link *l, json_object *msg) {
 
         /* What it did not name again it does not hold (its database was lost,
          * or it never made them durable): no longer counted. */
+        metric_inc(m->metrics.replays);
         if (it->phase != ITERATION_FINISHED)
                 dropped = iteration_drop_owner(it, l->node->node_id, true, mark_changed, m);
+        metric_add(m->metrics.dropped_updates, dropped, "not_replayed");
         if (dropped > 0)
                 log_iteration(LOG_WARNING, it->number, "Server rank %u (node %s) came back without %u update%s it "
                               "had acknowledged in iteration %u: no longer counted (%u of %u now); those devices "
@@ -562,6 +565,7 @@ void training_on_node_dead(Manager *m, Node *n) {
         if (it->phase == ITERATION_FINISHED)
                 return;
         dropped = iteration_drop_owner(it, n->node_id, false, mark_changed, m);
+        metric_add(m->metrics.dropped_updates, dropped, "server_dead");
         if (dropped == 0)
                 return;
         log_iteration(LOG_WARNING, it->number, "Server rank %u (node %s) is dead with %u acknowledged update%s of "

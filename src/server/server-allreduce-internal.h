@@ -73,6 +73,7 @@ typedef struct Operation {
         sd_event_source *retry;
         uint64_t retry_usec;
         unsigned attempts;
+        uint64_t started_usec;  /* CLOCK_MONOTONIC, for the metrics */
 } Operation;
 
 struct AllReduce {

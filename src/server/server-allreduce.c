@@ -10,6 +10,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "server-allreduce-internal.h"
+#include "server-metrics.h"
 
 /* The ring's schedule (server-allreduce-proto.h has the frames). With the
  * ring's positions 0..k-1 and the vector split into k segments, step t of
@@ -111,6 +112,8 @@ static void op_finish(AllReduce *a, int error) {
                 return;
         op->finished = true;
         op->error = error;
+        server_metrics_allreduce_done(error, op->sent * sizeof(double), op->received * sizeof(double),
+                                      now_usec(CLOCK_MONOTONIC) - op->started_usec);
         op->deadline = sd_event_source_disable_unref(op->deadline);
         op->retry = sd_event_source_disable_unref(op->retry);
 
@@ -555,6 +558,7 @@ int allreduce_start(AllReduce *a, uint32_t iteration, const RingMember *ring, si
                 .done = done,
                 .userdata = userdata,
                 .n_steps = 2 * (n_ring - 1),
+                .started_usec = now_usec(CLOCK_MONOTONIC),
         };
         op->ring = calloc(n_ring, sizeof *ring);
         if (op->ring)

@@ -304,6 +304,7 @@ static int send_aggregate_done(Manager *m, uint32_t iteration, uint32_t attempt,
                                uint32_t updates, int error) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
 
+        server_report_flush(m);         /* the scheduler ends the iteration with it */
         if (!m->link->conn || !m->link->registered)
                 return -ENOTCONN;
         if (!o ||

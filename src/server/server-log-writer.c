@@ -9,8 +9,10 @@
 
 #include "log.h"
 #include "server-log-writer.h"
+#include "server-metrics.h"
 #include "server-store.h"
 #include "store.h"
+#include "util.h"
 
 struct LogWriter {
         sd_event_source *source;        /* the eventfd, on the loop */
@@ -74,11 +76,15 @@ static void *writer_thread(void *userdata) {
                         pthread_cond_wait(&w->cond, &w->lock);
                 if (!w->todo)
                         break;
+                uint64_t t0;
+
                 b = w->todo;
                 w->todo = NULL;
                 pthread_mutex_unlock(&w->lock);
 
+                t0 = now_usec(CLOCK_MONOTONIC);
                 b->result = write_batch(w, b);
+                server_metrics_log_commit(b->n_puts, now_usec(CLOCK_MONOTONIC) - t0);
 
                 pthread_mutex_lock(&w->lock);
                 w->finished = b;

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "server-identity.h"
 #include "server-manager.h"
+#include "server-metrics.h"
 #include "util.h"
 
 int manager_new(Manager **ret, const FlConfig *c, unsigned index) {
@@ -52,6 +53,7 @@ Manager *manager_free(Manager *m) {
         server_sync_done(&m->sync);
         pending_clear(m);
         m->updates = update_log_free(m->updates);
+        server_metrics_stop(m);
         http_server_free(m->http);
         allreduce_free(m->allreduce);
         training_done(&m->training);
@@ -127,6 +129,7 @@ void manager_link_changed(Manager *m) {
                 manager_status(m, "Rank %u, cluster %s (%zu of %u servers alive); serving devices on port %u.",
                                l->rank, state, server_members_alive(&l->view), l->view.server_num, m->port);
         manager_sync_members_changed(m);
+        server_report_flush(m);
 }
 
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -204,6 +207,9 @@ int manager_start(Manager *m) {
                 return log_error_errno(r, "Failed to listen for the all-reduce of the peer servers on %s: %m%s",
                                        peer_ip, r == -EADDRNOTAVAIL ? " (no interface of this host has that "
                                        "address; set tcp_server_ip, 0.0.0.0 for every address)" : "");
+        r = server_metrics_start(m);
+        if (r < 0)
+                return r;
 
         log_info("Serving devices on %s port %u as node %s, advertised as %s; peers reach this server on %s port %u.",
                  c->fl_server_ip ?: m->address, m->port, m->node_id,

@@ -12,6 +12,7 @@
 #include "server-link.h"
 #include "server-model.h"
 #include "server-pending.h"
+#include "server-report.h"
 #include "server-sync.h"
 #include "server-updates.h"
 
@@ -49,6 +50,10 @@ struct Manager {
         /* pushMetrics: the last values a device reported. */
         double last_loss, last_accuracy;
         uint64_t n_metrics;
+
+        /* What operators look at (server-metrics.c, server-report.c). */
+        HttpServer *metrics_http;
+        ServerReport report;
 
         bool announced;                 /* "Server started successfully." was logged */
         bool exiting;

@@ -7,6 +7,7 @@
 #include "log.h"
 #include "server-freshness.h"
 #include "server-manager.h"
+#include "server-metrics.h"
 #include "server-rounds.h"
 #include "server-store.h"
 #include "server-updates.h"
@@ -34,6 +35,7 @@ static uint32_t current_iteration(const Manager *m) {
 }
 
 int rounds_answer_text(HttpRequest *req, const char *text) {
+        http_request_set_label(req, streq(text, FL_DISABLED_TEXT) ? "disabled" : "safemode");
         return http_reply(req, 200, "text/plain", text, strlen(text));
 }
 
@@ -102,6 +104,7 @@ static int answer_fl_job(HttpRequest *req, const Manager *m, int32_t retcode, co
                 .timestamp = format_ms(now_s, now_msec_realtime()),
         };
 
+        http_request_set_label(req, server_retcode_label(retcode));
         return reply_message(req, &fl_type_response_fl_job, &resp);
 }
 
@@ -219,6 +222,7 @@ static int answer_update(HttpRequest *req, const Manager *m, int32_t retcode, co
                 .timestamp = format_ms(now_s, now_msec_realtime()),
         };
 
+        http_request_set_label(req, server_retcode_label(retcode));
         return reply_message(req, &fl_type_response_update_model, &resp);
 }
 
@@ -340,6 +344,7 @@ static int answer_get_model(HttpRequest *req, const Manager *m, int32_t retcode,
                 resp.feature_map = m->model.maps;
                 resp.n_feature_map = m->model.model->n_tensors;
         }
+        http_request_set_label(req, server_retcode_label(retcode));
         return reply_message(req, &fl_type_response_get_model, &resp);
 }
 
@@ -386,6 +391,7 @@ int rounds_get_model(HttpRequest *req, void *userdata) {
 static int answer_push_metrics(HttpRequest *req, int32_t retcode) {
         FlResponsePushMetrics resp = { .retcode = retcode };
 
+        http_request_set_label(req, server_retcode_label(retcode));
         return reply_message(req, &fl_type_response_push_metrics, &resp);
 }
 
@@ -412,6 +418,7 @@ int rounds_push_metrics(HttpRequest *req, void *userdata) {
         m->last_loss = msg.loss;
         m->last_accuracy = msg.accuracy;
         m->n_metrics++;
+        server_report_push_metrics(m, msg.loss, msg.accuracy);
         snprintf(f_iteration, sizeof f_iteration, "FL_ITERATION=%u", current_iteration(m));
         snprintf(f_loss, sizeof f_loss, "FL_LOSS=%g", (double) msg.loss);
         snprintf(f_accuracy, sizeof f_accuracy, "FL_ACCURACY=%g", (double) msg.accuracy);

@@ -12,6 +12,7 @@
 #include "server-rounds.h"
 #include "server-store.h"
 #include "server-updates.h"
+#include "server-metrics.h"
 #include "store.h"
 #include "wire-protocol.h"
 
@@ -528,6 +529,7 @@ static int replay_start(UpdateLog *u) {
         r = conn_send_json(m->link->conn, WIRE_REPLAYED, done);
         if (r < 0)
                 return log_warning_errno(r, "Failed to tell the scheduler the update log is replayed: %m");
+        server_metrics_replayed(u->n_replays);
         if (u->n_replays > 0)
                 log_info("Naming %zu logged update%s of iteration %u to the scheduler.", u->n_replays,
                          u->n_replays == 1 ? "" : "s", iteration);

@@ -68,6 +68,11 @@ static const ConfOption options[] = {
         U32(checkpoint_keep, 1, 100000, CONF_ROLE_SERVER, "Model checkpoints kept (default 3)"),
         U32(max_request_size_mb, 1, 4096, CONF_ROLE_SERVER, "Largest device request body in MiB (default 64)"),
         BOOL(durable_updates, CONF_ROLE_SERVER, "Log each update durably before acknowledging it (default true)"),
+
+        STR(metrics_file, CONF_ROLE_SCHEDULER, "Per-iteration metrics, a JSON line each (default <state_dir>/metrics.json)"),
+        STR(status_page_dir, CONF_ROLE_SCHEDULER, "Directory of the status page served at / (default " DEFAULT_STATUS_PAGE_DIR ")"),
+        U32(metrics_port, 0, 65535, CONF_ROLE_SERVER, "Port of GET /metrics, plus the server's index (default 0: off)"),
+        STR(metrics_ip, CONF_ROLE_SERVER, "Address the metrics port binds (default: the advertised address)"),
 };
 
 #define IN_SET_STR(s, ...) ({                                            \
@@ -144,7 +149,7 @@ static int option_set_string(FlConfig *c, const ConfOption *o, const char *value
                 return REFUSE(-EINVAL, "Invalid value for %s: '%s' (use 1-127 letters, digits or -_.:@).", o->name, value);
         if (streq(o->name, "log_level") && log_parse_level(value) < 0)
                 return REFUSE(-EINVAL, "Invalid value for %s: '%s'.", o->name, value);
-        if (IN_SET_STR(o->name, "scheduler_manage_ip", "fl_server_ip", "tcp_server_ip") && !ip_address_is_valid(value))
+        if (IN_SET_STR(o->name, "scheduler_manage_ip", "fl_server_ip", "tcp_server_ip", "metrics_ip") && !ip_address_is_valid(value))
                 return REFUSE(-EINVAL, "Invalid value for %s: '%s' is not a numeric IPv4 or IPv6 address "
                               "(0.0.0.0 or :: for every address).", o->name, value);
 
@@ -491,6 +496,27 @@ uint32_t conf_update_threshold(const FlConfig *c) {
         double t = ceil((double) c->start_fl_job_threshold * c->update_model_ratio - 1e-9);
 
         return t < 1 ? 1 : (uint32_t) t;
+}
+
+int conf_metrics_file_path(const FlConfig *c, char **ret) {
+        char *p;
+
+        if (c->metrics_file)
+                p = strdup(c->metrics_file);
+        else if (asprintf(&p, "%s/metrics.json", conf_state_dir(c)) < 0)
+                p = NULL;
+        if (!p)
+                return -ENOMEM;
+        *ret = p;
+        return 0;
+}
+
+const char *conf_status_page_dir(const FlConfig *c) {
+        return c->status_page_dir ?: DEFAULT_STATUS_PAGE_DIR;
+}
+
+const char *conf_metrics_ip(const FlConfig *c, const char *advertised) {
+        return c->metrics_ip ?: advertised;
 }
 
 uint64_t conf_heartbeat_usec(const FlConfig *c) {

@@ -57,6 +57,12 @@ typedef struct FlConfig {
         uint32_t max_request_size_mb;
         bool durable_updates;           /* the update log (server-updates.c) */
 
+        /* What operators look at (docs/operations.md). */
+        char *metrics_file;             /* scheduler: JSON line per iteration; NULL: <state dir>/metrics.json */
+        char *status_page_dir;          /* scheduler: the status page's files; NULL: PKGDATADIR/status */
+        uint32_t metrics_port;          /* server: GET /metrics; 0: off */
+        char *metrics_ip;               /* server: its address; NULL: see conf_metrics_ip() */
+
         /* The file's "recovery" section (MindSpore's; not command-line options):
          * where the databases are. Without it, the state directory. */
         uint32_t recovery_storage_type;         /* 0: no section, 1: an SQLite file */
@@ -69,6 +75,7 @@ typedef struct FlConfig {
 #define DEFAULT_FL_SERVER_PORT 6668
 #define DEFAULT_NODE_TIMEOUT_SEC 30
 #define DEFAULT_STATE_DIR LOCALSTATEDIR "/lib/flcluster"
+#define DEFAULT_STATUS_PAGE_DIR PKGDATADIR "/status"
 #define CONF_FILE_MAX (1024 * 1024)
 
 /* The number of accepted updates that ends an iteration:
@@ -116,6 +123,14 @@ int conf_server_db_path(const FlConfig *c, uint16_t port, char **ret);
 /* <dir>/<stem>-<port><ext>: the extension is the last dot of the file name
  * and what follows, unless the name starts with it. */
 int conf_path_with_port(const char *path, uint16_t port, char **ret);
+
+/* The scheduler's metrics file: metrics_file, else <state dir>/metrics.json. */
+int conf_metrics_file_path(const FlConfig *c, char **ret);
+/* The status page's directory: status_page_dir, else the installed one. */
+const char *conf_status_page_dir(const FlConfig *c);
+/* Where a server serves GET /metrics: metrics_ip, else the advertised
+ * address (as the device and peer ports). */
+const char *conf_metrics_ip(const FlConfig *c, const char *advertised);
 
 /* Heartbeats go out often enough that node_timeout spans three of them. */
 uint64_t conf_heartbeat_usec(const FlConfig *c);

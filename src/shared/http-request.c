@@ -74,6 +74,18 @@ int http_reply(HttpRequest *req, unsigned status, const char *content_type, cons
         return http_request_answer(req, status, http_response_new(body, size, content_type));
 }
 
+int http_reply_with_headers(HttpRequest *req, unsigned status, const char *content_type, const void *body,
+                            size_t size, const char *const *headers) {
+        _cleanup_(MHD_destroy_responsep) struct MHD_Response *resp = http_response_new(body, size, content_type);
+
+        for (size_t i = 0; resp && headers && headers[i] && headers[i + 1]; i += 2)
+                if (MHD_add_response_header(resp, headers[i], headers[i + 1]) == MHD_NO)
+                        resp = (MHD_destroy_response(resp), NULL);
+        if (!req->answered)
+                req->bytes_out = size;
+        return http_request_answer(req, status, TAKE_PTR(resp));
+}
+
 int http_reply_json(HttpRequest *req, unsigned status, json_object *o) {
         size_t len;
         const char *text = json_object_to_json_string_length(o, HTTP_JSON_FLAGS, &len);

@@ -81,6 +81,9 @@ void http_request_set_label(HttpRequest *req, const char *label);
  * (or the connection dropped) either way. */
 int http_reply(HttpRequest *req, unsigned status, const char *content_type, const void *body, size_t size);
 int http_reply_json(HttpRequest *req, unsigned status, json_object *o);
+/* With more headers: name, value, name, value, ..., NULL. */
+int http_reply_with_headers(HttpRequest *req, unsigned status, const char *content_type, const void *body,
+                            size_t size, const char *const *headers);
 /* {"code":"1","error_message":"..."} with the given status (400, 404, ...). */
 int http_reply_error(HttpRequest *req, unsigned status, const char *format, ...) _printf_(3, 4);
 /* The same with one more response header (e.g. WWW-Authenticate of a 401). */

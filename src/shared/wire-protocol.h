@@ -125,6 +125,22 @@
  * The scheduler puts only servers in sync into an aggregation ring; a
  * scale-out is complete when every new server is registered and in sync.
  *
+ * ---- What operators look at (docs/operations.md) ----
+ *
+ * server -> scheduler
+ *   WIRE_REPORT        {"iteration":u, "rounds":{"startFLJob":{"total":u,
+ *                       "accepted":u}, "updateModel":{...}, "getModel":{...},
+ *                       "pushMetrics":{...}}, "metrics":{"count":u,
+ *                       "loss_sum":d, "accuracy_sum":d}}
+ *                      what the server's devices did in "iteration" so far:
+ *                      requests answered and those answered SUCCEED per
+ *                      round, and the sums of the finite losses and
+ *                      accuracies pushed. It replaces the server's earlier
+ *                      report of that iteration. Sent at most once a second
+ *                      while it changes, after each registration, and right
+ *                      before AGGREGATE_DONE. The scheduler sums them into
+ *                      its metrics file and status page; it answers nothing.
+ *
  * WIRE_MEMBERS gives each member "leaving":b. A server told it is leaving
  * (scale-in) stops admitting devices (startFLJob: OutOfTime, "This server
  * is leaving the cluster."), still takes the updates of devices admitted
@@ -155,6 +171,7 @@ enum {
         WIRE_AGGREGATE_DONE = 14,
         WIRE_SYNCED = 15,
         WIRE_REPLAYED = 16,
+        WIRE_REPORT = 20,
 
         /* 32 and above: between servers (server-allreduce.c). */
         _WIRE_PEER_FIRST = 32,
