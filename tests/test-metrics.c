@@ -160,6 +160,9 @@ static void test_format_double(void **state) {
 
         assert_string_equal(metrics_format_double(buf, 0), "0");
         assert_string_equal(metrics_format_double(buf, 3), "3");
+        assert_string_equal(metrics_format_double(buf, 20), "20");
+        assert_string_equal(metrics_format_double(buf, 123456789), "123456789");
+        assert_string_equal(metrics_format_double(buf, -0.0), "-0");
         assert_string_equal(metrics_format_double(buf, 0.1), "0.1");
         assert_string_equal(metrics_format_double(buf, 0.005), "0.005");
         assert_string_equal(metrics_format_double(buf, 1e21), "1e+21");

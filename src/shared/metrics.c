@@ -372,6 +372,10 @@ const char *metrics_format_double(char buf[static 32], double v) {
                 return strcpy(buf, "NaN");
         if (isinf(v))
                 return strcpy(buf, v > 0 ? "+Inf" : "-Inf");
+        if (v == floor(v) && fabs(v) < 1e15) {
+                snprintf(buf, 32, "%.0f", v);    /* counts: 20, not 2e+01 */
+                return buf;
+        }
         for (int precision = 1; precision <= 17; precision++) {
                 snprintf(buf, 32, "%.*g", precision, v);
                 if (strtod(buf, NULL) == v)
