@@ -245,6 +245,47 @@ static void model_scale(Model *m, float factor) {
                         m->tensors[t].data[i] *= factor;
 }
 
+/* The server a device sends its update (and its metrics) to: another than
+ * the one that admitted it, when there is one; admission is the cluster's. */
+static size_t update_server(const Device *d, const DeviceContext *ctx) {
+        return ctx->servers->n > 1 ? (d->index + 1) % ctx->servers->n : 0;
+}
+
+/* pushMetrics, as MindSpore's clients send it after their local evaluation:
+ * here the loss and accuracy of the last local epoch. Only the operator's
+ * view depends on it, so a failure is logged and training goes on. */
+static void push_metrics(Device *d, DeviceContext *ctx, ClientHttp *h) {
+        _cleanup_(fl_response_push_metrics_done) FlResponsePushMetrics resp = {};
+        _cleanup_(http_reply_done) HttpReply reply = {};
+        _cleanup_free_ uint8_t *body = NULL;
+        char why[FL_REASON_MAX];
+        size_t size;
+        int r;
+
+        r = fl_request_push_metrics_encode(&(FlRequestPushMetrics) {
+                        .loss = (float) d->stats.loss,
+                        .accuracy = (float) d->stats.accuracy,
+                }, &body, &size);
+        if (r < 0) {
+                log_warning_errno(r, "Device %zu: failed to encode pushMetrics, not sending it: %m", d->index);
+                return;
+        }
+        r = client_http_round(h, ctx->servers, update_server(d, ctx), "pushMetrics", body, size, &reply);
+        if (r == -ESHUTDOWN)
+                return;         /* the update will find out, too */
+        if (r < 0) {
+                log_warning("Device %zu: pushMetrics failed, going on without it: %s", d->index, client_http_error(h));
+                return;
+        }
+        r = fl_response_push_metrics_decode(reply.body, reply.size, &resp, why);
+        if (r < 0)
+                log_warning("Device %zu: %s answered pushMetrics with a buffer that is not a ResponsePushMetrics: %s",
+                            d->index, ctx->servers->urls[reply.server], why);
+        else if (resp.retcode != FL_SUCCEED)
+                log_debug("Device %zu: %s answered pushMetrics with %s.", d->index, ctx->servers->urls[reply.server],
+                          retcode_name(resp.retcode));
+}
+
 static int send_update(Device *d, DeviceContext *ctx, ClientHttp *h, const Model *upload) {
         _cleanup_(fl_response_update_model_done) FlResponseUpdateModel resp = {};
         _cleanup_(http_reply_done) HttpReply reply = {};
@@ -271,9 +312,7 @@ static int send_update(Device *d, DeviceContext *ctx, ClientHttp *h, const Model
         if (r < 0)
                 return log_error_errno(r, "Device %zu: failed to encode updateModel: %m", d->index);
 
-        /* Another server than the one that admitted it, when there is one:
-         * admission is the cluster's, not a server's. */
-        server = ctx->servers->n > 1 ? (d->index + 1) % ctx->servers->n : 0;
+        server = update_server(d, ctx);
         r = client_http_round(h, ctx->servers, server, "updateModel", body, size, &reply);
         if (r == -ESHUTDOWN) {
                 d->state = DEVICE_FINISHED;
@@ -340,6 +379,7 @@ int device_train_and_update(Device *d, DeviceContext *ctx, ClientHttp *h) {
         if (r < 0)
                 return log_error_errno(r, "Device %zu: training failed: %m", d->index);
 
+        push_metrics(d, ctx, h);
         model_scale(m, (float) d->n_examples);
         return send_update(d, ctx, h, m);
 }

@@ -198,6 +198,7 @@ int rounds_answer_admit(Manager *m, Pending *p, const SchedulerReply *reply) {
                 .timestamp = format_ms(now_s, now_msec_realtime()),
         };
 
+        http_request_set_label(p->http, server_retcode_label(resp.retcode));
         if (reply->retcode != FL_SUCCEED)
                 return reply_message(p->http, &fl_type_response_fl_job, &resp);
         if (!m->model.model)    /* never unloaded once loaded; checked for safety */
