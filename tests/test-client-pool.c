@@ -83,11 +83,48 @@ static void test_one_worker(void **state) {
         assert_int_equal(atomic_load(&c.max_worker), 0);
 }
 
+typedef struct Ticks {
+        size_t n, first, last;
+        bool decreasing, over;
+} Ticks;
+
+static int slow_task(void *userdata, size_t task, size_t worker) {
+        usleep(30 * 1000);
+        return 0;
+}
+
+static void on_tick(void *userdata, size_t done, size_t n_tasks) {
+        Ticks *t = userdata;
+
+        if (t->n == 0)
+                t->first = done;
+        else if (done < t->last)
+                t->decreasing = true;
+        if (done >= n_tasks)
+                t->over = true;         /* ticks are for runs still going */
+        t->last = done;
+        t->n++;
+}
+
+static void test_ticks(void **state) {
+        _cleanup_(pool_freep) Pool *p = NULL;
+        Ticks t = {};
+
+        assert_int_equal(pool_new(&p, 1), 0);
+        assert_int_equal(pool_run_ticking(p, 10, slow_task, NULL, on_tick, &t, 20 * 1000), 0);
+        assert_true(t.n >= 1);
+        assert_int_equal(t.first, 0);  /* the line shows at once */
+        assert_false(t.decreasing);
+        assert_false(t.over);
+        assert_int_equal(pool_run_ticking(p, 1, slow_task, NULL, on_tick, &t, 0), -EINVAL);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_every_task_once),
                 cmocka_unit_test(test_failure),
                 cmocka_unit_test(test_one_worker),
+                cmocka_unit_test(test_ticks),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <pthread.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "client-pool.h"
+#include "util.h"
 
 /* Worker threads must not inherit glibc's 8 MiB default for nothing, nor
  * less than LeNet-5's forward pass needs (its buffers are on the heap). */
@@ -72,6 +74,7 @@ static void *worker_main(void *arg) {
 int pool_new(Pool **ret, size_t n_workers) {
         _cleanup_(pool_freep) Pool *p = NULL;
         pthread_attr_t attr;
+        pthread_condattr_t ca;
         int r = 0;
 
         if (n_workers == 0)
@@ -80,9 +83,14 @@ int pool_new(Pool **ret, size_t n_workers) {
         p = calloc(1, sizeof *p);
         if (!p)
                 return -ENOMEM;
+
         pthread_mutex_init(&p->lock, NULL);
         pthread_cond_init(&p->work, NULL);
-        pthread_cond_init(&p->idle, NULL);
+        /* Timed waits for the ticks, on the clock that does not jump. */
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&p->idle, &ca);
+        pthread_condattr_destroy(&ca);
         p->workers = calloc(n_workers, sizeof(Worker));
         if (!p->workers)
                 return -ENOMEM;
@@ -133,9 +141,15 @@ size_t pool_workers(const Pool *p) {
 }
 
 int pool_run(Pool *p, size_t n_tasks, pool_task_t task, void *userdata) {
+        return pool_run_ticking(p, n_tasks, task, userdata, NULL, NULL, 0);
+}
+
+int pool_run_ticking(Pool *p, size_t n_tasks, pool_task_t task, void *userdata, pool_tick_t tick,
+                     void *tick_userdata, uint64_t interval_usec) {
+        uint64_t next_tick = 0;        /* the first tick at once */
         int r;
 
-        if (!task)
+        if (!task || (tick && interval_usec == 0))
                 return -EINVAL;
         if (n_tasks == 0)
                 return 0;
@@ -149,8 +163,28 @@ int pool_run(Pool *p, size_t n_tasks, pool_task_t task, void *userdata) {
         p->failed_task = SIZE_MAX;
         p->generation++;
         pthread_cond_broadcast(&p->work);
-        while (p->done < p->n_tasks)
-                pthread_cond_wait(&p->idle, &p->lock);
+        while (p->done < p->n_tasks) {
+                uint64_t now;
+                struct timespec ts;
+
+                if (!tick) {
+                        pthread_cond_wait(&p->idle, &p->lock);
+                        continue;
+                }
+                now = now_usec(CLOCK_MONOTONIC);
+                if (now >= next_tick) {
+                        size_t done = p->done;
+
+                        pthread_mutex_unlock(&p->lock);
+                        tick(tick_userdata, done, n_tasks);
+                        pthread_mutex_lock(&p->lock);
+                        next_tick = now + interval_usec;
+                        continue;
+                }
+                ts = (struct timespec) { .tv_sec = (time_t) (next_tick / USEC_PER_SEC),
+                                         .tv_nsec = (long) (next_tick % USEC_PER_SEC) * 1000 };
+                (void) pthread_cond_timedwait(&p->idle, &p->lock, &ts);
+        }
         r = p->failure;
         p->n_tasks = p->next = p->done = 0;
         pthread_mutex_unlock(&p->lock);

@@ -21,3 +21,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Pool *, pool_free);
 
 size_t pool_workers(const Pool *p);
 int pool_run(Pool *p, size_t n_tasks, pool_task_t task, void *userdata);
+
+/* tick is called on the driver's thread while the run goes on: at its start
+ * and then every interval until the last task is done (for a progress line). */
+typedef void (*pool_tick_t)(void *userdata, size_t done, size_t n_tasks);
+int pool_run_ticking(Pool *p, size_t n_tasks, pool_task_t task, void *userdata, pool_tick_t tick,
+                     void *tick_userdata, uint64_t interval_usec);

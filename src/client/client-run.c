@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <inttypes.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -8,6 +9,7 @@
 
 #include "client-device.h"
 #include "client-pool.h"
+#include "client-progress.h"
 #include "client-run.h"
 #include "fl-messages.h"
 #include "fl-model-io.h"
@@ -23,6 +25,7 @@
 #define REQUEST_TIMEOUT_USEC (60 * USEC_PER_SEC)
 /* Answers with an older model that make an iteration count as abandoned. */
 #define STALE_ANSWERS 3
+#define PROGRESS_INTERVAL_USEC (200 * USEC_PER_MSEC)
 
 typedef struct Run {
         const RunOptions *o;
@@ -35,6 +38,9 @@ typedef struct Run {
         DeviceContext ctx;
         FILE *csv;
         bool printed_header;
+        Progress progress;              /* the live line on a terminal */
+        size_t selected;                /* devices training in this iteration */
+        atomic_size_t trained;
 
         /* The evaluation in flight. */
         const Model *eval_model;
@@ -43,6 +49,7 @@ typedef struct Run {
 } Run;
 
 static void run_done(Run *run) {
+        progress_clear(&run->progress);
         if (run->csv)
                 (void) fclose(run->csv);
         pool_free(run->pool);   /* joins the workers before their handles go */
@@ -94,6 +101,7 @@ static int run_setup(Run *run) {
                 d->examples = partition_device(run->partition, k, &d->n_examples);
         }
 
+        progress_init(&run->progress, stdout);
         run->ctx = (DeviceContext) {
                 .servers = &o->servers,
                 .fl_name = o->fl_name,
@@ -144,8 +152,27 @@ static int task_start(void *userdata, size_t k, size_t worker) {
 
 static int task_update(void *userdata, size_t k, size_t worker) {
         Run *run = userdata;
+        bool selected = run->devices[k].state == DEVICE_SELECTED;
+        int r;
 
-        return device_train_and_update(run->devices + k, &run->ctx, run->http[worker]);
+        r = device_train_and_update(run->devices + k, &run->ctx, run->http[worker]);
+        if (selected)
+                atomic_fetch_add(&run->trained, 1);
+        return r;
+}
+
+static void tick_admit(void *userdata, size_t done, size_t n) {
+        progress_show(&((Run *) userdata)->progress, "asking to join", done, n);
+}
+
+static void tick_train(void *userdata, size_t done, size_t n) {
+        Run *run = userdata;
+
+        progress_show(&run->progress, "training", atomic_load(&run->trained), run->selected);
+}
+
+static void tick_evaluate(void *userdata, size_t done, size_t n) {
+        progress_show(&((Run *) userdata)->progress, "evaluating the model", 0, 0);
 }
 
 static int task_evaluate(void *userdata, size_t slice, size_t worker) {
@@ -169,7 +196,7 @@ static int evaluate(Run *run, const Model *m, double *ret_accuracy, double *ret_
         int r;
 
         run->eval_model = m;
-        r = pool_run(run->pool, EVAL_SLICES, task_evaluate, run);
+        r = pool_run_ticking(run->pool, EVAL_SLICES, task_evaluate, run, tick_evaluate, run, PROGRESS_INTERVAL_USEC);
         run->eval_model = NULL;
         if (r < 0)
                 return r;
@@ -214,6 +241,7 @@ static int fetch_model(Run *run, int32_t iteration, Model **ret, bool *ret_aband
                 if (r < 0)
                         return log_error_errno(r, "Failed to encode getModel: %m");
 
+                progress_show(&run->progress, "waiting for the model", 0, 0);
                 r = client_http_round(run->driver, &o->servers, server, "getModel", body, size, &reply);
                 if (r == -ESHUTDOWN)
                         return log_error_errno(r, "The job ended before the model of iteration %" PRIi32
@@ -263,6 +291,7 @@ static int fetch_model(Run *run, int32_t iteration, Model **ret, bool *ret_aband
 /* ---------------------------------------------------------------- the table */
 
 static int print_row(Run *run, int32_t iteration, size_t devices, double accuracy, double loss, double seconds) {
+        progress_clear(&run->progress);
         /* Not before the first row: a run that trains nothing prints nothing. */
         if (!run->printed_header) {
                 printf("%-9s  %-7s  %-13s  %-9s  %s\n", "iteration", "devices", "test-accuracy", "test-loss", "seconds");
@@ -293,7 +322,7 @@ static int admit(Run *run, Admission *ret) {
         Admission a = { .iteration = -1 };
         int r;
 
-        r = pool_run(run->pool, run->o->n_devices, task_start, run);
+        r = pool_run_ticking(run->pool, run->o->n_devices, task_start, run, tick_admit, run, PROGRESS_INTERVAL_USEC);
         if (r < 0)
                 return r;
 
@@ -335,6 +364,7 @@ static int run_iteration(Run *run, int32_t *ret_iteration, int32_t *ret_plan_ite
         int r;
 
         *ret_finished = false;
+        progress_begin(&run->progress);
         for (;;) {
                 uint64_t wait = 500 * USEC_PER_MSEC, now_ms;
 
@@ -358,12 +388,16 @@ static int run_iteration(Run *run, int32_t *ret_iteration, int32_t *ret_plan_ite
                         return log_error_errno(-ETIMEDOUT, "No device was admitted for %" PRIu64 " s (see --timeout).",
                                                run->o->timeout_usec / USEC_PER_SEC);
                 log_debug("No device admitted; asking again in %" PRIu64 " ms.", wait / USEC_PER_MSEC);
+                progress_show(&run->progress, "waiting to be admitted", 0, 0);
                 sleep_usec(wait);
         }
 
         log_debug("Iteration %" PRIi32 ": %zu devices admitted after %.2f s.", a.iteration, a.selected,
                   (double) (now_usec(CLOCK_MONOTONIC) - start) / (double) USEC_PER_SEC);
-        r = pool_run(run->pool, run->o->n_devices, task_update, run);
+        progress_set_iteration(&run->progress, a.iteration);
+        run->selected = a.selected;
+        atomic_store(&run->trained, 0);
+        r = pool_run_ticking(run->pool, run->o->n_devices, task_update, run, tick_train, run, PROGRESS_INTERVAL_USEC);
         model_cache_clear(&run->ctx.cache);
         if (r < 0)
                 return r;

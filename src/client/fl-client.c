@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "client-plot.h"
 #include "client-run.h"
 #include "fashion-mnist.h"
 #include "fl-model-io.h"
@@ -19,11 +20,16 @@
 #define THREADS_MAX 1024
 #define TIMEOUT_SEC_DEFAULT 600
 #define TIMEOUT_SEC_MAX 86400
+#define PLOT_WIDTH_DEFAULT 800
+#define PLOT_HEIGHT_DEFAULT 500
+#define PLOT_SIZE_MIN 200
+#define PLOT_SIZE_MAX 8000
 
 typedef enum Verb {
         VERB_NONE,
         VERB_INIT_MODEL,
         VERB_TRAIN,
+        VERB_PLOT,
 } Verb;
 
 typedef struct Options {
@@ -41,12 +47,17 @@ typedef struct Options {
         const char *fl_name;
         double momentum;
         uint64_t timeout_sec;
-        unsigned train_only;            /* train options given: a usage error for init-model */
+        size_t width, height;           /* plot */
+        const char *title;
+        unsigned train_only;            /* train options given: a usage error for the others */
+        unsigned plot_only;             /* plot options given */
+        unsigned init_only;             /* --arch, --seed */
 } Options;
 
 static void help(void) {
         printf("%1$s init-model [--arch=lenet5] [--seed=N] -o FILE\n"
                "%1$s train --servers=URL[,URL...] --devices=K [OPTIONS...]\n"
+               "%1$s plot --csv=FILE -o FILE.png [--width=N] [--height=N] [--title=TEXT]\n"
                "\n"
                "Simulate federated-learning devices that train LeNet-5 on Fashion-MNIST\n"
                "through a flcluster (or MindSpore Federated) cluster.\n"
@@ -54,21 +65,28 @@ static void help(void) {
                "Verbs:\n"
                "  init-model            Write an initial model as a FeatureMapList file\n"
                "  train                 Run K devices for the job's iterations and print\n"
-               "                        the test accuracy of each iteration's model\n"
+               "                        the test accuracy of each iteration's model (with a\n"
+               "                        live progress line when the output is a terminal)\n"
+               "  plot                  Draw the accuracy and loss of a --csv table as a PNG\n"
                "\n"
                "Options:\n"
                "  -h --help             Show this help and exit\n"
                "     --version          Show the version and exit\n"
                "     --arch=ARCH        init-model: the architecture (only lenet5)\n"
                "  -o --output=FILE      init-model: where to write the model;\n"
-               "                        train: also write the last global model there\n"
+               "                        train: also write the last global model there;\n"
+               "                        plot: the PNG to write\n"
                "     --seed=N           Initial weights, data split and training (default 1)\n"
                "     --servers=URLS     train: the servers, http://HOST:PORT, comma-separated\n"
                "     --devices=K        train: how many devices to simulate\n"
                "     --partition=SPLIT  train: iid or dirichlet:ALPHA (default iid)\n"
                "     --data=DIR         train: the Fashion-MNIST files (default %2$s)\n"
                "     --iterations=N     train: stop after N iterations (default: the job's)\n"
-               "     --csv=FILE         train: append the table to FILE as CSV\n"
+               "     --csv=FILE         train: append the table to FILE as CSV;\n"
+               "                        plot: the table to draw\n"
+               "     --width=N          plot: the picture's width in pixels (default %4$d)\n"
+               "     --height=N         plot: its height (default %5$d)\n"
+               "     --title=TEXT       plot: its title\n"
                "     --threads=N        train: devices that train at once (default: CPUs)\n"
                "     --fl-name=NAME     train: fl_name in the requests (default Lenet)\n"
                "     --momentum=M       train: SGD momentum of the devices (default 0.9)\n"
@@ -76,7 +94,8 @@ static void help(void) {
                "  -v --verbose          Log debug messages\n"
                "\n"
                "See the %1$s(1) man page for details.\n",
-               program_invocation_short_name, FASHION_MNIST_DIR, TIMEOUT_SEC_DEFAULT);
+               program_invocation_short_name, FASHION_MNIST_DIR, TIMEOUT_SEC_DEFAULT, PLOT_WIDTH_DEFAULT,
+               PLOT_HEIGHT_DEFAULT);
 }
 
 static int usage_error(const char *what, const char *arg) {
@@ -107,6 +126,9 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 ARG_FL_NAME,
                 ARG_MOMENTUM,
                 ARG_TIMEOUT,
+                ARG_WIDTH,
+                ARG_HEIGHT,
+                ARG_TITLE,
         };
         static const struct option options[] = {
                 { "help",       no_argument,       NULL, 'h'            },
@@ -125,6 +147,9 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 { "fl-name",    required_argument, NULL, ARG_FL_NAME    },
                 { "momentum",   required_argument, NULL, ARG_MOMENTUM   },
                 { "timeout",    required_argument, NULL, ARG_TIMEOUT    },
+                { "width",      required_argument, NULL, ARG_WIDTH      },
+                { "height",     required_argument, NULL, ARG_HEIGHT     },
+                { "title",      required_argument, NULL, ARG_TITLE      },
                 {}
         };
         size_t n;
@@ -141,12 +166,19 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 .fl_name = "Lenet",
                 .momentum = 0.9,
                 .timeout_sec = TIMEOUT_SEC_DEFAULT,
+                .width = PLOT_WIDTH_DEFAULT,
+                .height = PLOT_HEIGHT_DEFAULT,
+                .title = "fl-client: test accuracy and loss per iteration",
         };
 
         opterr = 0;
         while ((c = getopt_long(argc, argv, ":hvo:", options, NULL)) >= 0) {
-                if (c >= ARG_SERVERS)
+                if (c >= ARG_WIDTH)
+                        o->plot_only++;
+                else if (c >= ARG_SERVERS && c != ARG_CSV)
                         o->train_only++;
+                else if (c == ARG_ARCH || c == ARG_SEED)
+                        o->init_only++;
                 switch (c) {
                 case 'h':
                         help();
@@ -209,6 +241,17 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                             o->timeout_sec > TIMEOUT_SEC_MAX)
                                 return usage_error("Invalid timeout (1 to 86400 seconds)", optarg);
                         break;
+                case ARG_WIDTH:
+                        if (parse_size(optarg, PLOT_SIZE_MIN, PLOT_SIZE_MAX, &o->width) < 0)
+                                return usage_error("Invalid width (200 to 8000 pixels)", optarg);
+                        break;
+                case ARG_HEIGHT:
+                        if (parse_size(optarg, PLOT_SIZE_MIN, PLOT_SIZE_MAX, &o->height) < 0)
+                                return usage_error("Invalid height (200 to 8000 pixels)", optarg);
+                        break;
+                case ARG_TITLE:
+                        o->title = optarg;
+                        break;
                 case ':':
                         return usage_error("Option needs an argument", argv[optind - 1]);
                 case '?':
@@ -234,11 +277,23 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 o->verb = VERB_INIT_MODEL;
         else if (streq(argv[optind], "train"))
                 o->verb = VERB_TRAIN;
+        else if (streq(argv[optind], "plot"))
+                o->verb = VERB_PLOT;
         else
                 return usage_error("Unknown verb", argv[optind]);
 
-        if (o->verb == VERB_INIT_MODEL) {
-                if (o->train_only > 0)
+        if (o->verb != VERB_PLOT && o->plot_only > 0)
+                return log_error_errno(-EINVAL, "--width, --height and --title are for plot. See '%s --help'.",
+                                       program_invocation_short_name);
+        if (o->verb == VERB_PLOT) {
+                if (o->train_only > 0 || o->init_only > 0)
+                        return log_error_errno(-EINVAL, "plot takes only --csv, -o, --width, --height and --title. "
+                                               "See '%s --help'.", program_invocation_short_name);
+                if (!o->csv || !o->output)
+                        return log_error_errno(-EINVAL, "plot needs --csv FILE and -o FILE.png. See '%s --help'.",
+                                               program_invocation_short_name);
+        } else if (o->verb == VERB_INIT_MODEL) {
+                if (o->train_only > 0 || o->csv)
                         return log_error_errno(-EINVAL, "init-model takes only --arch, --seed and -o. See '%s --help'.",
                                                program_invocation_short_name);
                 if (!o->output)
@@ -263,6 +318,22 @@ static int init_model(const Options *o) {
         if (r < 0)
                 return log_error_errno(r, "Failed to write %s: %m", o->output);
         log_info("Wrote LeNet-5 (%zu parameters, seed %" PRIu64 ") to %s.", model_total_size(m), o->seed, o->output);
+        return 0;
+}
+
+static int plot(const Options *o) {
+        _cleanup_free_ PlotRow *rows = NULL;
+        char error[256] = "";
+        size_t n;
+        int r;
+
+        r = plot_read_csv(o->csv, &rows, &n, error, sizeof error);
+        if (r < 0)
+                return log_error_errno(r, "Cannot plot %s: %s.", o->csv, error);
+        r = plot_write_png(rows, n, o->title, (unsigned) o->width, (unsigned) o->height, o->output);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write %s: %m", o->output);
+        log_info("Drew %zu rows of %s into %s (%zux%zu).", n, o->csv, o->output, o->width, o->height);
         return 0;
 }
 
@@ -319,7 +390,9 @@ int main(int argc, char *argv[]) {
                 trainer_blas_single_thread();
                 r = train(&o, &servers);
                 curl_global_cleanup();
-        } else
+        } else if (o.verb == VERB_PLOT)
+                r = plot(&o);
+        else
                 r = init_model(&o);
 
         if (fflush(stdout) != 0 || ferror(stdout))
