@@ -81,11 +81,14 @@ static const char *format_time(char buf[static TIME_STRING_MAX], uint64_t ms) {
 }
 
 static json_object *double_json(double v) {
-        char buf[32];
+        char buf[40];
 
         if (!isfinite(v))
                 return NULL;    /* JSON has no NaN: null */
-        return json_object_new_double_s(v, metrics_format_double(buf, v));
+        metrics_format_double(buf, v);
+        if (!strpbrk(buf, ".e"))
+                strcat(buf, ".0");      /* a float field stays one: 2.0, not 2 */
+        return json_object_new_double_s(v, buf);
 }
 
 /* ---- the servers' reports ---- */

@@ -88,7 +88,7 @@ static int families_new(MetricsRegistry *r) {
                 { &sm->requests, METRIC_COUNTER, "flcluster_device_requests_total",
                   "Device requests answered, by round and retcode.", labels_round_retcode },
                 { &sm->request_seconds, METRIC_HISTOGRAM, "flcluster_device_request_duration_seconds",
-                  "Time from a device request's headers until its answer was sent, by round.", labels_round,
+                  "Time from a device request's headers until it was answered, by round.", labels_round,
                   HIST(request_buckets) },
                 { &sm->received_bytes, METRIC_COUNTER, "flcluster_device_received_bytes_total",
                   "Request body bytes received from devices, by round.", labels_round },

@@ -8,6 +8,7 @@
 #include "http-internal.h"
 #include "json-util.h"
 #include "log.h"
+#include "util.h"
 
 /* JSON as the REST API prints it: compact, "/" left alone. */
 #define HTTP_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
@@ -34,6 +35,16 @@ int http_request_answer(HttpRequest *req, unsigned status, struct MHD_Response *
         req->status = status;
         if (!resp)
                 req->drop = true;
+        if (req->server->observer && req->route)
+                req->server->observer(&(HttpRequestInfo) {
+                                .method = req->route->method,
+                                .path = req->route->path,
+                                .label = req->label,
+                                .status = status,
+                                .bytes_in = req->body_size + req->discarded,
+                                .bytes_out = resp ? req->bytes_out : 0,
+                                .duration_usec = now_usec(CLOCK_MONOTONIC) - req->start_usec,
+                        }, req->server->observer_userdata);
 
         if (req->deferred) {
                 req->pending = TAKE_PTR(resp);

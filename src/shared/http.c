@@ -237,17 +237,6 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
 
         if (!req)
                 return;
-        if (req->server->observer && req->route)
-                req->server->observer(&(HttpRequestInfo) {
-                                .method = req->route->method,
-                                .path = req->route->path,
-                                .label = req->label,
-                                .status = req->status,
-                                .bytes_in = req->body_size + req->discarded,
-                                .bytes_out = req->bytes_out,
-                                .duration_usec = now_usec(CLOCK_MONOTONIC) - req->start_usec,
-                                .completed = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK,
-                        }, req->server->observer_userdata);
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
                 log_debug("HTTP request %s %s ended before its answer was sent (reason %d).",
                           req->method, req->path, (int) toe);

@@ -48,7 +48,8 @@ uint16_t http_server_port(const HttpServer *s);
 void http_server_set_authorize(HttpServer *s, http_authorize_t authorize);
 
 /* What became of one request, for metrics: told once per request that was
- * routed (an unknown path is not), when libmicrohttpd is done with it. */
+ * routed (an unknown path is not), when it is answered (the answer is then
+ * queued; deferred requests are told when their answer is made). */
 typedef struct HttpRequestInfo {
         const char *method;
         const char *path;               /* the route's path (never a client's string) */
@@ -56,8 +57,7 @@ typedef struct HttpRequestInfo {
         unsigned status;                /* 0: never answered */
         uint64_t bytes_in;              /* request body, dropped bytes included */
         uint64_t bytes_out;             /* answer body (http_reply*() answers; 0 for errors) */
-        uint64_t duration_usec;         /* from its headers until its answer was sent (or it ended) */
-        bool completed;                 /* the answer was sent whole */
+        uint64_t duration_usec;         /* from its headers until it was answered */
 } HttpRequestInfo;
 typedef void (*http_observer_t)(const HttpRequestInfo *info, void *userdata);
 void http_server_set_observer(HttpServer *s, http_observer_t observer, void *userdata);
