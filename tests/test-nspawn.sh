@@ -45,6 +45,12 @@
 # other directories than /usr, /etc, /var (make distcheck), where systemd
 # would not find the units. The reason is printed.
 # FL_NSPAWN_TIMEOUT: the longest single wait, in seconds (default 60).
+#
+# With FL_NSPAWN_DEBS=DIR (tests/test-deb.sh sets it) the tree comes from
+# the Debian packages in DIR instead of make install: apt-get install of
+# flcluster and flcluster-client creates the user and leaves every unit
+# stopped and disabled, the units start, a job trains and its metrics are
+# served, and apt-get remove leaves no flcluster unit running.
 set -eu
 
 srcdir=${FL_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -332,11 +338,15 @@ prepare_root() {
 	RateLimitBurst=0
 	EOF
 
-        # The configuration every unit reads (fl-serverd(8), SYSTEMD).
-        write_file /etc/default/flcluster <<-'EOF'
-	FL_SCHEDULER_OPTS="--server_num=2 --node_timeout=5 --fl_iteration_num=2 --start_fl_job_threshold=4 --client_epoch_num=1 --client_batch_size=32 --client_learning_rate=0.01"
-	FL_SERVER_OPTS="--server_num=2 --node_timeout=5 --model_path=/etc/flcluster/lenet5.fl"
-	EOF
+        # The configuration every unit reads (fl-serverd(8), SYSTEMD); the
+        # packages' own comes first, when they are tested. A Docker image's
+        # policy-rc.d (which tells maintainer scripts to leave services
+        # alone) is not what a system the packages install on has.
+        if [ -n "${FL_NSPAWN_DEBS:-}" ]; then
+                rm -f "$root/usr/sbin/policy-rc.d"
+        else
+                write_config
+        fi
         # A short watchdog so that a hung daemon is caught within the test.
         # SIGKILL rather than the default SIGABRT: the core dump of a process
         # in the container would go to the host's core_pattern.
@@ -347,6 +357,13 @@ prepare_root() {
 		WatchdogSignal=SIGKILL
 		EOF
         done
+}
+
+write_config() {
+        write_file /etc/default/flcluster <<-'EOF'
+	FL_SCHEDULER_OPTS="--server_num=2 --node_timeout=5 --fl_iteration_num=2 --start_fl_job_threshold=4 --client_epoch_num=1 --client_batch_size=32 --client_learning_rate=0.01"
+	FL_SERVER_OPTS="--server_num=2 --node_timeout=5 --model_path=/etc/flcluster/lenet5.fl"
+	EOF
 }
 
 # ----------------------------------------------------------- the boot
@@ -788,9 +805,111 @@ check_target() {
         echo "ok: flcluster.target starts the scheduler; stopping it stops the scheduler and the servers, none failed"
 }
 
+# ------------------------------------------- the Debian packages (test-deb.sh)
+
+# apt-get install of the two packages, as an operator does: the account and
+# the state directory are made, the units known, and nothing runs.
+install_debs() {
+        local deb debs unit state
+
+        # The system bus first: the package reloads its policy into it.
+        in_ct systemctl start dbus.service || fail "dbus.service does not start"
+        say "apt-get install ./flcluster_*.deb ./flcluster-client_*.deb (in the container)"
+        mkdir -p "$root/root/debs"
+        debs=""
+        for deb in "$FL_NSPAWN_DEBS"/flcluster_*.deb "$FL_NSPAWN_DEBS"/flcluster-client_*.deb; do
+                [ -f "$deb" ] || fail "no $deb"
+                cp "$deb" "$root/root/debs/"
+                debs="$debs /root/debs/$(basename "$deb")"
+        done
+        # shellcheck disable=SC2086 # one word per package file
+        ct_timeout=$((3 * wait_max)) in_ct env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+                --no-install-recommends $debs \
+                >"$tmp/apt-install.log" 2>&1 || { cat "$tmp/apt-install.log"; fail "apt-get install of the packages failed"; }
+        in_ct getent passwd flcluster >/dev/null || fail "installing flcluster did not create the user flcluster"
+        [ "$(in_ct stat -c %U "/var/lib/flcluster")" = flcluster ] ||
+                fail "/var/lib/flcluster is not owned by flcluster after the install"
+        for unit in fl-schedulerd.service fl-server@6668.service flcluster.target; do
+                state=$(in_ct systemctl is-active "$unit" || true)
+                [ "$state" = inactive ] || fail "$unit is $state right after the install: nothing may start unasked"
+        done
+        state=$(in_ct systemctl is-enabled fl-schedulerd.service || true)
+        [ "$state" = disabled ] || fail "fl-schedulerd.service is $state after the install, not disabled"
+        [ -x "$root/usr/bin/fl-client" ] && [ -f "$root/usr/share/flcluster/status/index.html" ] ||
+                fail "fl-client or the status page is missing after the install"
+        echo "ok: the packages install; the user and /var/lib/flcluster exist; no unit runs or is enabled"
+
+        # The operator's configuration, then the servers' model; each server
+        # serves its metrics on a port of its own.
+        write_config
+        for port in 6668 6669; do
+                sed -n 's/^FL_SERVER_OPTS="\(.*\)"$/FL_SERVER_OPTS="\1 --metrics_port=9'"${port#6}"'"/p' \
+                        "$root/etc/default/flcluster" >"$root/etc/default/flcluster@$port"
+        done
+        mkdir -p "$root/etc/flcluster"
+        in_ct fl-client init-model --arch lenet5 --seed 1 -o /etc/flcluster/lenet5.fl >/dev/null ||
+                fail "fl-client init-model failed"
+}
+
+# A job of two iterations through the packaged units; the scheduler writes
+# its metrics file and serves /metrics and the status page from the package.
+check_deb_training() {
+        local data=/usr/share/datasets/fashion-mnist out lines
+
+        if [ ! -e "$root$data/train-images-idx3-ubyte.gz" ]; then
+                echo "note: no Fashion-MNIST in $data; not training"
+                return 0
+        fi
+        # 40 devices of 1,500 images: the 4 an iteration admits train quickly.
+        say "fl-client train: 40 devices (4 per iteration), 2 iterations, on the packaged units"
+        out=$(ct_timeout=$((3 * wait_max)) in_ct fl-client train --devices 40 --seed 1 --timeout "$wait_max" \
+                --servers http://127.0.0.1:6668,http://127.0.0.1:6669 2>&1) || fail "fl-client train failed: $out"
+        printf '%s\n' "$out"
+        lines=$(wc -l <"$root/var/lib/flcluster/metrics.json" 2>/dev/null || echo 0)
+        [ "$lines" -eq 2 ] || fail "/var/lib/flcluster/metrics.json has $lines lines, not one per iteration (2)"
+        in_ct curl -sf http://127.0.0.1:11202/metrics | grep -qx 'flcluster_iterations_total{result="completed"} 2' ||
+                fail "the scheduler's /metrics does not count 2 completed iterations"
+        in_ct curl -sf http://127.0.0.1:9668/metrics | grep -q '^flcluster_device_requests_total{round="updateModel"' ||
+                fail "fl-server@6668 serves no device metrics on its metrics_port"
+        in_ct curl -sf http://127.0.0.1:11202/ | grep -q '<script src="status.js"' ||
+                fail "GET / does not serve the packaged status page"
+        echo "ok: trained 2 iterations; metrics.json has 2 lines; /metrics of the scheduler and a server; the status page"
+}
+
+# apt-get remove stops every flcluster unit (the templated servers too) and
+# leaves none loaded or running; the operator's data stays.
+check_deb_remove() {
+        local left
+
+        say "apt-get remove flcluster flcluster-client"
+        ct_timeout=$((2 * wait_max)) in_ct env DEBIAN_FRONTEND=noninteractive apt-get remove -y -q \
+                flcluster flcluster-client >"$tmp/apt-remove.log" 2>&1 ||
+                { cat "$tmp/apt-remove.log"; fail "apt-get remove failed"; }
+        left=$(in_ct systemctl list-units --all --plain --no-legend --state=active,activating,deactivating,reloading \
+                'fl-*' flcluster.target)
+        [ -z "$left" ] || fail "units still running after apt-get remove: $left"
+        ! in_ct systemctl cat fl-schedulerd.service >/dev/null 2>&1 || fail "fl-schedulerd.service is still known"
+        [ -z "$(in_ct pgrep -x fl-schedulerd || true)$(in_ct pgrep -x fl-serverd || true)" ] ||
+                fail "flcluster daemons still run after apt-get remove"
+        [ -f "$root/var/lib/flcluster/scheduler.db" ] || fail "apt-get remove deleted the state directory's data"
+        echo "ok: after apt-get remove no flcluster unit runs or is known; /var/lib/flcluster is kept"
+}
+
 # --------------------------------------------------------------- main
 
 make_root
+if [ -n "${FL_NSPAWN_DEBS:-}" ]; then
+        prepare_root
+        boot
+        install_debs
+        check_start
+        check_nodes
+        check_deb_training
+        check_deb_remove
+        failed=0
+        echo "PASS: the flcluster packages under systemd in a container"
+        exit 0
+fi
 make_install
 prepare_root
 boot
