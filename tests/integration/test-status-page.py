@@ -38,15 +38,18 @@ PROBE = """(() => {
   const pts = (id) => q('#' + id + ' circle.point').map((c) => ({
       iteration: Number(c.getAttribute('data-iteration')), value: Number(c.getAttribute('data-value')),
       fail: c.classList.contains('fail') }));
+  // Before the page (not about:blank any more) is parsed, nothing is there yet.
+  const text = (id) => { const e = document.getElementById(id); return e ? e.textContent : ''; };
+  const err = document.getElementById('error');
   return JSON.stringify({
-    state: document.getElementById('cluster-state').textContent,
-    iteration: document.getElementById('iteration-number').textContent,
-    total: document.getElementById('iteration-total').textContent,
+    state: text('cluster-state'),
+    iteration: text('iteration-number'),
+    total: text('iteration-total'),
     rows: q('#nodes tbody tr').map((tr) => Array.from(tr.cells).map((td) => td.textContent)),
     accuracy: pts('chart-accuracy'), loss: pts('chart-loss'), duration: pts('chart-duration'),
     history: q('#history tbody tr').length,
-    error: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent,
-    updated: document.getElementById('last-update').textContent,
+    error: !err || err.hidden ? '' : err.textContent,
+    updated: text('last-update'),
   });
 })()"""
 
