@@ -80,6 +80,20 @@ static void test_append(void **state) {
         assert_int_equal(line_log_repaired(l), 0);
 }
 
+/* A file holding data (n bytes) is opened: `cut` bytes go, `left` stays. */
+static void check_repair(const Dir *d, const char *data, size_t n, uint64_t cut, const char *left) {
+        LineLog *l = NULL;
+        char *text;
+
+        put(d->file, data, n);
+        assert_int_equal(line_log_open(&l, d->file, MAX_BYTES, 3), 0);
+        assert_int_equal(line_log_repaired(l), cut);
+        l = line_log_free(l);
+        text = slurp(d->file);
+        assert_string_equal(text, left);
+        free(text);
+}
+
 static void test_repairs_torn_tail(void **state) {
         Dir *d = *state;
         LineLog *l = NULL;
@@ -96,21 +110,8 @@ static void test_repairs_torn_tail(void **state) {
         free(text);
 
         /* Zeros after a power loss; a file without any newline at all. */
-        put(d->file, "a\n\0\0\0", 5);
-        assert_int_equal(line_log_open(&l, d->file, MAX_BYTES, 3), 0);
-        assert_int_equal(line_log_repaired(l), 3);
-        l = line_log_free(l);
-        text = slurp(d->file);
-        assert_string_equal(text, "a\n");
-        free(text);
-
-        put(d->file, "torn", 4);
-        assert_int_equal(line_log_open(&l, d->file, MAX_BYTES, 3), 0);
-        assert_int_equal(line_log_repaired(l), 4);
-        l = line_log_free(l);
-        text = slurp(d->file);
-        assert_string_equal(text, "");
-        free(text);
+        check_repair(d, "a\n\0\0\0", 5, 3, "a\n");
+        check_repair(d, "torn", 4, 4, "");
 }
 
 static void test_rotation(void **state) {

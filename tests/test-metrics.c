@@ -155,6 +155,29 @@ static void test_names_and_buckets_checked(void **state) {
         assert_int_equal(metrics_family_new(r, &f, METRIC_GAUGE, "ns:h", "x", NULL, NULL, 0), 0);
 }
 
+static void test_family_table(void **state) {
+        _cleanup_(metrics_registry_freep) MetricsRegistry *r = NULL;
+        static const double bounds[] = { 1, 2 };
+        MetricFamily *a = NULL, *b = NULL, *c = NULL;
+        const MetricSpec good[] = {
+                { &a, METRIC_COUNTER, "t_a_total", "A.", round_only },
+                { &b, METRIC_HISTOGRAM, "t_b_seconds", "B.", NULL, METRIC_BUCKETS(bounds) },
+        }, bad[] = {
+                { &c, METRIC_GAUGE, "t_c", "C." },
+                { &c, METRIC_GAUGE, "t_a_total", "Taken." },
+        };
+        const char *failed = NULL;
+
+        assert_int_equal(metrics_registry_new(&r), 0);
+        assert_int_equal(metrics_families_new(r, good, ELEMENTSOF(good), &failed), 0);
+        assert_non_null(a);
+        assert_non_null(b);
+        metric_observe(b, 1.5);
+        assert_true(metric_value(b) == 1);
+        assert_int_equal(metrics_families_new(r, bad, ELEMENTSOF(bad), &failed), -EEXIST);
+        assert_string_equal(failed, "t_a_total");
+}
+
 static void test_format_double(void **state) {
         char buf[32];
 
@@ -270,6 +293,7 @@ int main(void) {
                 cmocka_unit_test(test_escaping),
                 cmocka_unit_test(test_misuse_is_ignored),
                 cmocka_unit_test(test_names_and_buckets_checked),
+                cmocka_unit_test(test_family_table),
                 cmocka_unit_test(test_format_double),
                 cmocka_unit_test(test_collector_runs_before_each_exposition),
                 cmocka_unit_test(test_series_are_bounded),

@@ -652,18 +652,29 @@ check_scaleout() {
 # the all-reduce between servers, the checkpoints in the state directory and
 # the device protocol, all under the units' sandboxing. Needs Fashion-MNIST
 # (the package dataset-fashion-mnist); without it this step is left out.
-check_training() {
-        local data=/usr/share/datasets/fashion-mnist out n
+# ct_train DEVICES PORT...: fl-client train in the container, through the
+# servers on those ports; returns 1 (after a note) without Fashion-MNIST.
+ct_train() {
+        local data=/usr/share/datasets/fashion-mnist devices=$1 port servers="" out
 
+        shift
         if [ ! -e "$root$data/train-images-idx3-ubyte.gz" ]; then
                 echo "note: no Fashion-MNIST in $data; not training"
-                return 0
+                return 1
         fi
-        say "fl-client train: 4 devices, 2 iterations, on the 4 servers"
-        out=$(ct_timeout=$((3 * wait_max)) in_ct fl-client train --devices 4 --seed 1 --timeout "$wait_max" \
-                --servers http://127.0.0.1:6668,http://127.0.0.1:6669,http://127.0.0.1:6670,http://127.0.0.1:6671 2>&1) ||
-                fail "fl-client train failed: $out"
+        for port in "$@"; do
+                servers="$servers${servers:+,}http://127.0.0.1:$port"
+        done
+        say "fl-client train: $devices devices on the servers $*"
+        out=$(ct_timeout=$((3 * wait_max)) in_ct fl-client train --devices "$devices" --seed 1 --timeout "$wait_max" \
+                --servers "$servers" 2>&1) || fail "fl-client train failed: $out"
         printf '%s\n' "$out"
+}
+
+check_training() {
+        local n
+
+        ct_train 4 6668 6669 6670 6671 || return 0
         for n in 6668 6669 6670 6671; do
                 in_ct journalctl --no-pager -o cat -u "fl-server@$n.service" FL_ITERATION=2 | grep -q '^Iteration 2 aggregated' ||
                         fail "fl-server@$n: no 'Iteration 2 aggregated' line with FL_ITERATION=2"
@@ -854,17 +865,10 @@ install_debs() {
 # A job of two iterations through the packaged units; the scheduler writes
 # its metrics file and serves /metrics and the status page from the package.
 check_deb_training() {
-        local data=/usr/share/datasets/fashion-mnist out lines
+        local lines
 
-        if [ ! -e "$root$data/train-images-idx3-ubyte.gz" ]; then
-                echo "note: no Fashion-MNIST in $data; not training"
-                return 0
-        fi
         # 40 devices of 1,500 images: the 4 an iteration admits train quickly.
-        say "fl-client train: 40 devices (4 per iteration), 2 iterations, on the packaged units"
-        out=$(ct_timeout=$((3 * wait_max)) in_ct fl-client train --devices 40 --seed 1 --timeout "$wait_max" \
-                --servers http://127.0.0.1:6668,http://127.0.0.1:6669 2>&1) || fail "fl-client train failed: $out"
-        printf '%s\n' "$out"
+        ct_train 40 6668 6669 || return 0
         lines=$(wc -l <"$root/var/lib/flcluster/metrics.json" 2>/dev/null || echo 0)
         [ "$lines" -eq 2 ] || fail "/var/lib/flcluster/metrics.json has $lines lines, not one per iteration (2)"
         in_ct curl -sf http://127.0.0.1:11202/metrics | grep -qx 'flcluster_iterations_total{result="completed"} 2' ||

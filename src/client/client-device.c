@@ -31,17 +31,7 @@ const char *reason_sanitize(const char *s, char *buf, size_t size) {
 }
 
 static const char *retcode_name(int32_t c) {
-        switch (c) {
-        case FL_SUCCEED: return "SUCCEED";
-        case FL_SUC_NOT_READY: return "SucNotReady";
-        case FL_REPEAT_REQUEST: return "RepeatRequest";
-        case FL_SUC_NOT_MATCH: return "SucNotMatch";
-        case FL_OUT_OF_TIME: return "OutOfTime";
-        case FL_NOT_SELECTED: return "NotSelected";
-        case FL_REQUEST_ERROR: return "RequestError";
-        case FL_SYSTEM_ERROR: return "SystemError";
-        default: return "an unknown retcode";
-        }
+        return fl_retcode_to_string(c) ?: "an unknown retcode";
 }
 
 static void timestamp_now(char buf[static 24]) {

@@ -20,17 +20,6 @@ static const char *const labels_phase[] = { "phase", NULL };
 static const char *const labels_window[] = { "window", NULL };
 static const char *const labels_version[] = { "version", NULL };
 
-typedef struct FamilySpec {
-        MetricFamily **family;
-        MetricType type;
-        const char *name, *help;
-        const char *const *labels;
-        const double *buckets;
-        size_t n_buckets;
-} FamilySpec;
-
-#define HIST(b) b, ELEMENTSOF(b)
-
 /* Seconds left in a window (0 once it is over or not open). */
 static double seconds_left(uint64_t deadline_ms, uint64_t now_ms) {
         return deadline_ms > now_ms ? (double) (deadline_ms - now_ms) / 1000.0 : 0;
@@ -88,13 +77,13 @@ static void collect(void *userdata) {
 
 int scheduler_metrics_setup(Manager *m) {
         SchedulerMetrics *sm = &m->metrics;
-        const FamilySpec specs[] = {
+        const MetricSpec specs[] = {
                 { &sm->iterations, METRIC_COUNTER, "flcluster_iterations_total",
                   "Iterations ended, by result: completed (a new model) or abandoned (the model unchanged).",
                   labels_result },
                 { &sm->iteration_seconds, METRIC_HISTOGRAM, "flcluster_iteration_duration_seconds",
                   "Duration of each ended iteration, from its start to its end, by result.", labels_result,
-                  HIST(iteration_buckets) },
+                  METRIC_BUCKETS(iteration_buckets) },
                 { &sm->scale_operations, METRIC_COUNTER, "flcluster_scale_operations_total",
                   "Scale operations by operation (scale_out, scale_in) and result (started, completed, "
                   "rolled_back).", labels_operation_result },
@@ -105,7 +94,7 @@ int scheduler_metrics_setup(Manager *m) {
                   "(not_replayed) or was declared dead with them (server_dead).", labels_reason },
                 { &sm->metrics_file_sync_seconds, METRIC_HISTOGRAM, "flcluster_metrics_file_sync_duration_seconds",
                   "Duration of each fdatasync of the metrics file (off the event loop).", NULL,
-                  HIST(sync_buckets) },
+                  METRIC_BUCKETS(sync_buckets) },
                 { &sm->cluster_state, METRIC_GAUGE, "flcluster_cluster_state",
                   "1 for the cluster's current state.", labels_state },
                 { &sm->server_num, METRIC_GAUGE, "flcluster_server_num", "Servers the cluster is to have.", NULL },
@@ -140,17 +129,15 @@ int scheduler_metrics_setup(Manager *m) {
                 { &sm->build_info, METRIC_GAUGE, "flcluster_build_info", "Always 1; the version as a label.",
                   labels_version },
         };
+        const char *failed = NULL;
         int r;
 
         r = metrics_registry_new(&sm->registry);
         if (r < 0)
                 return log_oom();
-        for (size_t i = 0; i < ELEMENTSOF(specs); i++) {
-                r = metrics_family_new(sm->registry, specs[i].family, specs[i].type, specs[i].name, specs[i].help,
-                                       specs[i].labels, specs[i].buckets, specs[i].n_buckets);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to set up the metric %s: %m", specs[i].name);
-        }
+        r = metrics_families_new(sm->registry, specs, ELEMENTSOF(specs), &failed);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the metric %s: %m", strna(failed));
         metric_set(sm->build_info, 1, PACKAGE_VERSION);
         r = metrics_add_collector(sm->registry, collect, m);
         if (r < 0)

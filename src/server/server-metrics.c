@@ -23,17 +23,7 @@ static const char *const labels_result[] = { "result", NULL };
 static const char *const labels_version[] = { "version", NULL };
 
 const char *server_retcode_label(int32_t retcode) {
-        switch (retcode) {
-        case FL_SUCCEED: return "SUCCEED";
-        case FL_SUC_NOT_READY: return "SucNotReady";
-        case FL_REPEAT_REQUEST: return "RepeatRequest";
-        case FL_SUC_NOT_MATCH: return "SucNotMatch";
-        case FL_OUT_OF_TIME: return "OutOfTime";
-        case FL_NOT_SELECTED: return "NotSelected";
-        case FL_REQUEST_ERROR: return "RequestError";
-        case FL_SYSTEM_ERROR: return "SystemError";
-        default: return "other";
-        }
+        return fl_retcode_to_string(retcode) ?: "other";
 }
 
 /* The route's path as the round label: "/startFLJob" -> "startFLJob",
@@ -71,39 +61,28 @@ static void collect(void *userdata) {
         }
 }
 
-typedef struct FamilySpec {
-        MetricFamily **family;
-        MetricType type;
-        const char *name, *help;
-        const char *const *labels;
-        const double *buckets;
-        size_t n_buckets;
-} FamilySpec;
-
-#define HIST(b) b, ELEMENTSOF(b)
-
 static int families_new(MetricsRegistry *r) {
         ServerMetrics *sm = &server_metrics;
-        const FamilySpec specs[] = {
+        const MetricSpec specs[] = {
                 { &sm->requests, METRIC_COUNTER, "flcluster_device_requests_total",
                   "Device requests answered, by round and retcode.", labels_round_retcode },
                 { &sm->request_seconds, METRIC_HISTOGRAM, "flcluster_device_request_duration_seconds",
                   "Time from a device request's headers until it was answered, by round.", labels_round,
-                  HIST(request_buckets) },
+                  METRIC_BUCKETS(request_buckets) },
                 { &sm->received_bytes, METRIC_COUNTER, "flcluster_device_received_bytes_total",
                   "Request body bytes received from devices, by round.", labels_round },
                 { &sm->sent_bytes, METRIC_COUNTER, "flcluster_device_sent_bytes_total",
                   "Answer body bytes sent to devices, by round.", labels_round },
                 { &sm->log_commit_seconds, METRIC_HISTOGRAM, "flcluster_update_log_commit_duration_seconds",
                   "Duration of each update log commit (one durable write of a batch).", NULL,
-                  HIST(commit_buckets) },
+                  METRIC_BUCKETS(commit_buckets) },
                 { &sm->log_commit_updates, METRIC_HISTOGRAM, "flcluster_update_log_commit_updates",
-                  "Updates written by each update log commit (the batch size).", NULL, HIST(batch_buckets) },
+                  "Updates written by each update log commit (the batch size).", NULL, METRIC_BUCKETS(batch_buckets) },
                 { &sm->allreduces, METRIC_COUNTER, "flcluster_allreduces_total",
                   "All-reduces among the servers this server took part in, by result.", labels_result },
                 { &sm->allreduce_seconds, METRIC_HISTOGRAM, "flcluster_allreduce_duration_seconds",
                   "Duration of each successful all-reduce, from its start to the last acknowledgement.", NULL,
-                  HIST(allreduce_buckets) },
+                  METRIC_BUCKETS(allreduce_buckets) },
                 { &sm->allreduce_sent_bytes, METRIC_COUNTER, "flcluster_allreduce_sent_bytes_total",
                   "Vector bytes sent to the right neighbour in all-reduces.", NULL },
                 { &sm->allreduce_received_bytes, METRIC_COUNTER, "flcluster_allreduce_received_bytes_total",
@@ -133,14 +112,12 @@ static int families_new(MetricsRegistry *r) {
                 { &sm->build_info, METRIC_GAUGE, "flcluster_build_info", "Always 1; the version as a label.",
                   labels_version },
         };
+        const char *failed = NULL;
         int k;
 
-        for (size_t i = 0; i < ELEMENTSOF(specs); i++) {
-                k = metrics_family_new(r, specs[i].family, specs[i].type, specs[i].name, specs[i].help,
-                                       specs[i].labels, specs[i].buckets, specs[i].n_buckets);
-                if (k < 0)
-                        return log_error_errno(k, "Failed to set up the metric %s: %m", specs[i].name);
-        }
+        k = metrics_families_new(r, specs, ELEMENTSOF(specs), &failed);
+        if (k < 0)
+                return log_error_errno(k, "Failed to set up the metric %s: %m", strna(failed));
         metric_set(sm->build_info, 1, PACKAGE_VERSION);
         return 0;
 }

@@ -398,3 +398,17 @@ int fl_message_encode(const FlTableType *type, const void *msg, const char *iden
         root = encode_table(&b, type, msg);
         return fbs_builder_finish(&b, root, ident, ret, ret_size);
 }
+
+const char *fl_retcode_to_string(int32_t retcode) {
+        switch (retcode) {
+        case FL_SUCCEED: return "SUCCEED";
+        case FL_SUC_NOT_READY: return "SucNotReady";
+        case FL_REPEAT_REQUEST: return "RepeatRequest";
+        case FL_SUC_NOT_MATCH: return "SucNotMatch";
+        case FL_OUT_OF_TIME: return "OutOfTime";
+        case FL_NOT_SELECTED: return "NotSelected";
+        case FL_REQUEST_ERROR: return "RequestError";
+        case FL_SYSTEM_ERROR: return "SystemError";
+        default: return NULL;
+        }
+}

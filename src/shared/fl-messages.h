@@ -51,6 +51,9 @@ typedef enum FlResponseCode {
         FL_SYSTEM_ERROR = 500,
 } FlResponseCode;
 
+/* The protocol's name of a retcode ("SUCCEED", "OutOfTime", ...), or NULL. */
+const char *fl_retcode_to_string(int32_t retcode);
+
 typedef enum FlAggregationType {
         FL_AGGREGATION_FED_AVG = 0,
         FL_AGGREGATION_FED_ADAM = 1,

@@ -184,6 +184,19 @@ int metrics_family_new(MetricsRegistry *r, MetricFamily **ret, MetricType type, 
         return 0;
 }
 
+int metrics_families_new(MetricsRegistry *r, const MetricSpec *specs, size_t n, const char **ret_failed) {
+        for (size_t i = 0; i < n; i++) {
+                int k = metrics_family_new(r, specs[i].family, specs[i].type, specs[i].name, specs[i].help,
+                                           specs[i].labels, specs[i].buckets, specs[i].n_buckets);
+                if (k < 0) {
+                        if (ret_failed)
+                                *ret_failed = specs[i].name;
+                        return k;
+                }
+        }
+        return 0;
+}
+
 int metrics_add_collector(MetricsRegistry *r, metrics_collect_t collect, void *userdata) {
         Collector *a;
 

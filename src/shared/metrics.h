@@ -55,6 +55,19 @@ int metrics_family_new(MetricsRegistry *r, MetricFamily **ret, MetricType type, 
                        const char *help, const char *const *labels, const double *buckets, size_t n_buckets);
 int metrics_add_collector(MetricsRegistry *r, metrics_collect_t collect, void *userdata);
 
+/* A daemon's families in one table: each is made (in this order) into
+ * *family. On failure the name of the one refused is in *ret_failed. */
+typedef struct MetricSpec {
+        MetricFamily **family;
+        MetricType type;
+        const char *name, *help;
+        const char *const *labels;
+        const double *buckets;
+        size_t n_buckets;
+} MetricSpec;
+#define METRIC_BUCKETS(b) (b), ELEMENTSOF(b)
+int metrics_families_new(MetricsRegistry *r, const MetricSpec *specs, size_t n, const char **ret_failed);
+
 extern const char metric_labels_end[];
 
 void metric_add_(MetricFamily *f, double v, ...);
