@@ -7,7 +7,13 @@ the job runs: a row per server in the node table, the iteration number
 rising, the cluster state; once the job is over, one point per iteration in
 the accuracy, loss and duration charts, with the values of GET /iterations
 (the devices' pushMetrics). A screenshot is kept in the build directory
-(test-artifacts/status-page.png)."""
+(test-artifacts/status-page.png).
+
+Then with tokens (management_token_file): the page's own files are served
+without one, the JSON endpoints and /metrics are not (401); the page says
+it wants a token, and once a reader token is typed into its field it shows
+the cluster, and still does after a reload (the token is in the tab's
+sessionStorage); a wrong token is turned away (401) on the page too."""
 
 import json
 import os
@@ -56,6 +62,52 @@ PROBE = """(() => {
 
 def probe(browser):
     return json.loads(browser.evaluate(PROBE))
+
+
+def token_create(t, role, path):
+    p = subprocess.run([harness.FLCTL, "token", "create", "--role", role, "--into", path], capture_output=True,
+                       text=True, timeout=20, stdin=subprocess.DEVNULL)
+    t.require(p.returncode == 0 and p.stdout.strip(), "flctl token create --role %s" % role, p.stderr)
+    return p.stdout.strip()
+
+
+def use_token(browser, token):
+    browser.evaluate("document.getElementById('token').value = %s; "
+                     "document.getElementById('token-form').requestSubmit(); true" % json.dumps(token))
+
+
+def with_tokens(t, browser):
+    tokens = os.path.join(t.tmp, "tokens")
+    reader = token_create(t, "reader", tokens)
+    c = harness.Cluster(t, server_num=1, node_timeout=10, name="sched-tokens")
+    c.token = reader
+    c.start_scheduler(extra=["--status_page_dir=" + STATUS_DIR, "--management_token_file=" + tokens])
+    c.start_server(timeout=30)
+    t.require(c.wait_ready(20), "a cluster with tokens becomes CLUSTER_READY", c.state())
+    for path in ("/", "/status.js", "/status.css"):
+        r = harness.http("GET", c.base_url + path)
+        t.check(r.status == 200, "with tokens, GET %s needs none (the page must load to ask)" % path, r)
+    for path in ("/metrics", "/iterations", "/iteration", "/state"):
+        r = harness.http("GET", c.base_url + path)
+        t.check(r.status == 401, "with tokens, GET %s without one: 401" % path, r)
+        r = harness.http("GET", c.base_url + path, headers={"Authorization": "Bearer " + reader})
+        t.check(r.status == 200, "with tokens, GET %s with a reader token: 200" % path, r)
+
+    browser.navigate(c.base_url + "/?interval=300")
+    t.check(harness.wait_until(lambda: "token" in probe(browser)["error"], 30, 0.2),
+            "without a token the page says it wants one", probe(browser))
+    use_token(browser, reader)
+    t.check(harness.wait_until(lambda: probe(browser)["state"] == "CLUSTER_READY" and not probe(browser)["error"]
+                               and len(probe(browser)["rows"]) == 1, 30, 0.2),
+            "with the reader token typed in, the page shows the cluster and its server", probe(browser))
+    t.check(browser.evaluate("sessionStorage.getItem('flcluster-token')") == reader,
+            "the token is kept in the tab's sessionStorage")
+    browser.navigate(c.base_url + "/?interval=300")
+    t.check(harness.wait_until(lambda: probe(browser)["state"] == "CLUSTER_READY" and not probe(browser)["error"],
+                               30, 0.2), "after a reload the page still has the token", probe(browser))
+    use_token(browser, "flc_" + "0" * 43)
+    t.check(harness.wait_until(lambda: "401" in probe(browser)["error"], 30, 0.2),
+            "a wrong token: the page shows the 401", probe(browser))
 
 
 def main(t):
@@ -146,6 +198,8 @@ def main(t):
     data = browser.screenshot(shot, 1280, 1000)
     t.check(data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20000, "a screenshot of the page is kept in %s" % shot,
             len(data))
+
+    with_tokens(t, browser)
 
 
 harness.run_test("status-page", main, timeout=240)
