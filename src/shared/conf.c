@@ -365,17 +365,22 @@ int conf_path_with_port(const char *path, uint16_t port, char **ret) {
         return k < 0 ? -ENOMEM : 0;
 }
 
-int conf_scheduler_db_path(const FlConfig *c, char **ret) {
+/* path when given, else the file name in the state directory. */
+static int path_or_state_file(const FlConfig *c, const char *path, const char *name, char **ret) {
         char *p;
 
-        if (c->scheduler_storage_file_path)
-                p = strdup(c->scheduler_storage_file_path);
-        else if (asprintf(&p, "%s/scheduler.db", conf_state_dir(c)) < 0)
+        if (path)
+                p = strdup(path);
+        else if (asprintf(&p, "%s/%s", conf_state_dir(c), name) < 0)
                 p = NULL;
         if (!p)
                 return -ENOMEM;
         *ret = p;
         return 0;
+}
+
+int conf_scheduler_db_path(const FlConfig *c, char **ret) {
+        return path_or_state_file(c, c->scheduler_storage_file_path, "scheduler.db", ret);
 }
 
 int conf_server_db_path(const FlConfig *c, uint16_t port, char **ret) {
@@ -499,16 +504,7 @@ uint32_t conf_update_threshold(const FlConfig *c) {
 }
 
 int conf_metrics_file_path(const FlConfig *c, char **ret) {
-        char *p;
-
-        if (c->metrics_file)
-                p = strdup(c->metrics_file);
-        else if (asprintf(&p, "%s/metrics.json", conf_state_dir(c)) < 0)
-                p = NULL;
-        if (!p)
-                return -ENOMEM;
-        *ret = p;
-        return 0;
+        return path_or_state_file(c, c->metrics_file, "metrics.json", ret);
 }
 
 const char *conf_status_page_dir(const FlConfig *c) {
