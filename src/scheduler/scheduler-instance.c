@@ -115,6 +115,8 @@ int instance_new(Manager *m, const JobParams *params, char *error, size_t size) 
 json_object *instance_query(Manager *m) {
         json_object *o = job_to_json(&m->job);
 
+        /* The learning rate in force, also when it is the optimizer's default. */
+        (void) optimizer_params_to_json(&m->job.optimizer, o, false);
         json_object_object_add(o, "iteration", json_object_new_int64(m->iteration.number));
         json_object_object_add(o, "fl_enabled", json_object_new_boolean(!m->fl_disabled));
         json_object_object_add(o, "new_instance_pending", json_object_new_boolean(m->has_pending_job));

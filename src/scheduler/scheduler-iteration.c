@@ -11,6 +11,8 @@
 #define AGGREGATING_RETRY_MS 1000
 
 int job_from_config(Job *job, const FlConfig *c) {
+        char error[128];
+
         if (strlen(c->fl_name) >= sizeof job->fl_name)
                 return -ENAMETOOLONG;
         *job = (Job) {
@@ -23,9 +25,19 @@ int job_from_config(Job *job, const FlConfig *c) {
                 .client_epoch_num = c->client_epoch_num,
                 .client_batch_size = c->client_batch_size,
                 .client_learning_rate = c->client_learning_rate,
+                .optimizer = {
+                        .kind = optimizer_kind_from_string(c->server_optimizer),
+                        .learning_rate = c->server_learning_rate,
+                        .momentum = c->server_momentum,
+                        .beta1 = c->server_beta1,
+                        .beta2 = c->server_beta2,
+                        .tau = c->server_tau,
+                },
+                .fedprox_mu = c->fedprox_mu,
         };
         strcpy(job->fl_name, c->fl_name);
-        return 0;
+        /* conf.c checked each value; this is the one place that sees them together. */
+        return optimizer_params_check(&job->optimizer, error, sizeof error);
 }
 
 uint32_t job_update_threshold(const Job *job) {
@@ -47,6 +59,10 @@ json_object *job_to_json(const Job *job) {
         json_object_object_add(o, "client_epoch_num", json_object_new_int64(job->client_epoch_num));
         json_object_object_add(o, "client_batch_size", json_object_new_int64(job->client_batch_size));
         json_object_object_add(o, "client_learning_rate", json_object_new_double(job->client_learning_rate));
+        /* As given: a learning rate left to the optimizer's default stays 0
+         * (the stored job; queryInstance adds the one in force). */
+        (void) optimizer_params_to_json(&job->optimizer, o, true);
+        json_object_object_add(o, "fedprox_mu", json_object_new_double(job->fedprox_mu));
         return o;
 }
 

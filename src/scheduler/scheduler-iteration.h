@@ -6,6 +6,7 @@
 
 #include "conf.h"
 #include "admissions.h"
+#include "optimizer.h"
 
 /* One training iteration, as the scheduler counts it (architecture.md, "One
  * iteration"). Pure bookkeeping with the time passed in, so the rules are
@@ -41,8 +42,12 @@ typedef struct Job {
         uint32_t client_epoch_num;
         uint32_t client_batch_size;
         double client_learning_rate;
+        OptimizerParams optimizer;              /* server_optimizer, server_* */
+        double fedprox_mu;
 } Job;
 
+/* -ENAMETOOLONG for an fl_name too long, -ERANGE for a server optimizer
+ * that optimizer_params_check() refuses. */
 int job_from_config(Job *job, const FlConfig *c);
 uint32_t job_update_threshold(const Job *job);
 json_object *job_to_json(const Job *job);

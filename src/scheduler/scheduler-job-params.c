@@ -18,6 +18,13 @@ static const struct {
         { "client_epoch_num",             JOB_PARAM_CLIENT_EPOCH_NUM },
         { "client_batch_size",            JOB_PARAM_CLIENT_BATCH_SIZE },
         { "client_learning_rate",         JOB_PARAM_CLIENT_LEARNING_RATE },
+        { "server_optimizer",             JOB_PARAM_SERVER_OPTIMIZER },
+        { "server_learning_rate",         JOB_PARAM_SERVER_LEARNING_RATE },
+        { "server_momentum",              JOB_PARAM_SERVER_MOMENTUM },
+        { "server_beta1",                 JOB_PARAM_SERVER_BETA1 },
+        { "server_beta2",                 JOB_PARAM_SERVER_BETA2 },
+        { "server_tau",                   JOB_PARAM_SERVER_TAU },
+        { "fedprox_mu",                   JOB_PARAM_FEDPROX_MU },
 };
 
 static JobParam job_param_from_key(const char *key) {
@@ -55,8 +62,12 @@ int job_params_from_json(JobParams *ret, json_object *o, char *error, size_t siz
                 p.set |= bit;
         }
         r = job_from_config(&p.values, &scratch);
-        if (r < 0) {
+        if (r == -ENAMETOOLONG) {
                 snprintf(error, size, "The fl_name is too long (at most %zu bytes).", sizeof p.values.fl_name - 1);
+                return -EINVAL;
+        }
+        if (r < 0) {
+                snprintf(error, size, "The server optimizer's parameters are out of range.");
                 return -EINVAL;
         }
         *ret = p;
@@ -87,5 +98,22 @@ void job_params_apply(Job *ret, const Job *base, const JobParams *p) {
                 job.client_batch_size = v->client_batch_size;
         if (p->set & JOB_PARAM_CLIENT_LEARNING_RATE)
                 job.client_learning_rate = v->client_learning_rate;
+        if ((p->set & JOB_PARAM_SERVER_OPTIMIZER) && v->optimizer.kind != base->optimizer.kind) {
+                job.optimizer.kind = v->optimizer.kind;
+                /* An Adam rate is no FedAvgM rate. */
+                job.optimizer.learning_rate = 0;
+        }
+        if (p->set & JOB_PARAM_SERVER_LEARNING_RATE)
+                job.optimizer.learning_rate = v->optimizer.learning_rate;
+        if (p->set & JOB_PARAM_SERVER_MOMENTUM)
+                job.optimizer.momentum = v->optimizer.momentum;
+        if (p->set & JOB_PARAM_SERVER_BETA1)
+                job.optimizer.beta1 = v->optimizer.beta1;
+        if (p->set & JOB_PARAM_SERVER_BETA2)
+                job.optimizer.beta2 = v->optimizer.beta2;
+        if (p->set & JOB_PARAM_SERVER_TAU)
+                job.optimizer.tau = v->optimizer.tau;
+        if (p->set & JOB_PARAM_FEDPROX_MU)
+                job.fedprox_mu = v->fedprox_mu;
         *ret = job;
 }

@@ -21,6 +21,13 @@ typedef enum JobParam {
         JOB_PARAM_CLIENT_EPOCH_NUM              = 1U << 7,
         JOB_PARAM_CLIENT_BATCH_SIZE             = 1U << 8,
         JOB_PARAM_CLIENT_LEARNING_RATE          = 1U << 9,
+        JOB_PARAM_SERVER_OPTIMIZER              = 1U << 10,
+        JOB_PARAM_SERVER_LEARNING_RATE          = 1U << 11,
+        JOB_PARAM_SERVER_MOMENTUM               = 1U << 12,
+        JOB_PARAM_SERVER_BETA1                  = 1U << 13,
+        JOB_PARAM_SERVER_BETA2                  = 1U << 14,
+        JOB_PARAM_SERVER_TAU                    = 1U << 15,
+        JOB_PARAM_FEDPROX_MU                    = 1U << 16,
 } JobParam;
 
 typedef struct JobParams {
@@ -34,5 +41,7 @@ typedef struct JobParams {
  * message naming the key is put in error. */
 int job_params_from_json(JobParams *ret, json_object *o, char *error, size_t size);
 
-/* base with the given fields of p over it. */
+/* base with the given fields of p over it. Another server_optimizer
+ * without a server_learning_rate gets its own default rate (0), not the
+ * rate the last one was given. */
 void job_params_apply(Job *ret, const Job *base, const JobParams *p);

@@ -351,6 +351,8 @@ static int manager_load(Manager *m) {
                         r = instance_reset(m);
                 if (r >= 0)
                         r = store_meta_set(m->db, "model_checksum", "");
+                if (r >= 0)
+                        r = store_meta_set(m->db, "state_checksum", "");
                 if (r < 0)
                         return log_error_errno(r, "Failed to reset %s: %m", m->db_path);
                 return scheduler_store_save_cluster(m->db, CLUSTER_STARTING, m->registry.server_num);

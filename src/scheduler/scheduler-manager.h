@@ -61,13 +61,17 @@ typedef struct Manager {
         RingEntry *ring;
         size_t n_ring;
         char ring_checksum[128];
+        char ring_state_checksum[128];  /* of the server optimizer's state; "" for none */
         uint32_t aggregate_attempt;     /* tells a new ring of the same iteration from the last */
         bool waiting_logged;            /* "waiting for rank R" was said for this wait */
         sd_event_source *aggregate_timer;
         sd_event_source *aggregate_retry_timer; /* a failed all-reduce is asked for again */
 
-        /* The model the cluster last committed ("" while the initial one). */
+        /* The model the cluster last committed ("" while the initial one), and
+         * the checksum of the server optimizer's state that goes with it ("":
+         * none, as with FedAvg and the initial model). */
         char model_checksum[128];
+        char state_checksum[128];
         uint32_t model_iteration;
 
         /* A running scale operation (scheduler-scale.c). */

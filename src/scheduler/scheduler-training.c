@@ -67,6 +67,7 @@ static json_object *iteration_json(Manager *m, uint32_t abandoned) {
         json_object_object_add(o, "job", job_to_json(&m->job));
         json_object_object_add(o, "model_iteration", json_object_new_int64(m->model_iteration));
         json_object_object_add(o, "model_checksum", json_object_new_string(m->model_checksum));
+        json_object_object_add(o, "state_checksum", json_object_new_string(m->state_checksum));
         return o;
 }
 
@@ -89,6 +90,7 @@ static void training_ring_forget(Manager *m) {
         m->ring = mfree(m->ring);
         m->n_ring = 0;
         m->ring_checksum[0] = '\0';
+        m->ring_state_checksum[0] = '\0';
 }
 
 static void training_ring_clear(Manager *m) {
@@ -160,8 +162,10 @@ int training_setup(Manager *m) {
         int r;
 
         r = job_from_config(&m->job, m->config);
-        if (r < 0)
+        if (r == -ENAMETOOLONG)
                 return log_error_errno(r, "Invalid fl_name: %m");
+        if (r < 0)
+                return log_error_errno(r, "Invalid server optimizer parameters: %m");
         iteration_init(&m->iteration);
         r = instance_setup(m);
         if (r < 0)
@@ -187,7 +191,7 @@ int training_setup(Manager *m) {
         (void) sd_event_source_set_enabled(m->aggregate_retry_timer, SD_EVENT_OFF);
 
         {
-                _cleanup_free_ char *checksum = NULL, *model_iteration = NULL, *attempt = NULL;
+                _cleanup_free_ char *checksum = NULL, *model_iteration = NULL, *attempt = NULL, *state = NULL;
 
                 r = store_meta_get(m->db, "aggregate_attempt", &attempt);
                 if (r >= 0 && attempt)
@@ -195,10 +199,14 @@ int training_setup(Manager *m) {
                 r = store_meta_get(m->db, "model_checksum", &checksum);
                 if (r >= 0)
                         r = store_meta_get(m->db, "model_iteration", &model_iteration);
+                if (r >= 0)
+                        r = store_meta_get(m->db, "state_checksum", &state);
                 if (r < 0)
                         return log_error_errno(r, "Failed to read the model checksum from %s: %m", m->db_path);
                 if (checksum && strlen(checksum) < sizeof m->model_checksum)
                         strcpy(m->model_checksum, checksum);
+                if (state && strlen(state) < sizeof m->state_checksum)
+                        strcpy(m->state_checksum, state);
                 if (model_iteration)
                         (void) safe_atou32(model_iteration, &m->model_iteration);
         }
@@ -401,6 +409,16 @@ static void training_aggregate_begin(Manager *m) {
         json_object_object_add(msg, "iteration", json_object_new_int64(n));
         json_object_object_add(msg, "attempt", json_object_new_int64(training_next_attempt(m)));
         json_object_object_add(msg, "ring", ring);
+        {
+                /* The step every server applies to this iteration's average:
+                 * the job's, with the learning rate in force spelled out. */
+                json_object *opt = json_object_new_object();
+
+                if (opt && optimizer_params_to_json(&m->job.optimizer, opt, false) >= 0)
+                        json_object_object_add(msg, "optimizer", opt);
+                else
+                        json_object_put(opt);
+        }
 
         if (m->n_ring == 0) {
                 training_abandon(m, "no server is left to aggregate");
@@ -583,6 +601,7 @@ static void training_commit_model(Manager *m, uint32_t iteration) {
         int r;
 
         strcpy(m->model_checksum, m->ring_checksum);
+        strcpy(m->state_checksum, m->ring_state_checksum);
         m->model_iteration = iteration;
         for (size_t i = 0; i < m->registry.n_nodes; i++)
                 m->registry.nodes[i]->in_sync = false;
@@ -594,35 +613,52 @@ static void training_commit_model(Manager *m, uint32_t iteration) {
         snprintf(buf, sizeof buf, "%u", iteration);
         r = store_meta_set(m->db, "model_checksum", m->model_checksum);
         if (r >= 0)
+                r = store_meta_set(m->db, "state_checksum", m->state_checksum);
+        if (r >= 0)
                 r = store_meta_set(m->db, "model_iteration", buf);
         if (r < 0)
                 log_error_errno(r, "Failed to store the model checksum in %s: %m", m->db_path);
 }
 
+/* The optional "state_checksum" of a server's message: "" when absent (a
+ * server without a server optimizer's state). */
+static int get_state_checksum(json_object *msg, const char **ret) {
+        *ret = "";
+        if (!json_object_object_get_ex(msg, "state_checksum", NULL))
+                return 0;
+        return json_get_string(msg, "state_checksum", ret);
+}
+
 int training_handle_synced(Manager *m, Link *l, json_object *msg) {
-        const char *checksum;
+        const char *checksum, *state;
         uint32_t iteration;
         bool was = node_in_sync(m, l->node);
         int r;
 
-        if (json_get_u32(msg, "model_iteration", &iteration) < 0 || json_get_string(msg, "model_checksum", &checksum) < 0)
+        if (json_get_u32(msg, "model_iteration", &iteration) < 0 || json_get_string(msg, "model_checksum", &checksum) < 0 ||
+            get_state_checksum(msg, &state) < 0)
                 return log_warning_errno(-EBADMSG, "Malformed SYNCED from rank %u, disconnecting.", l->node->rank);
 
         if (isempty(m->model_checksum) && !isempty(checksum)) {
                 /* The initial model, as the first server to report loaded it: from now
-                 * on a server with another one (or none) fetches it from a peer. */
-                if (strlen(checksum) >= sizeof m->model_checksum)
+                 * on a server with another one (or none) fetches it from a peer. The
+                 * optimizer state it restored with it, if any, goes with it. */
+                if (strlen(checksum) >= sizeof m->model_checksum || strlen(state) >= sizeof m->state_checksum)
                         return log_warning_errno(-EBADMSG, "Overlong checksum from rank %u, disconnecting.",
                                                  l->node->rank);
                 strcpy(m->model_checksum, checksum);
+                strcpy(m->state_checksum, state);
                 m->model_iteration = iteration;
                 r = store_meta_set(m->db, "model_checksum", m->model_checksum);
+                if (r >= 0)
+                        r = store_meta_set(m->db, "state_checksum", m->state_checksum);
                 if (r < 0)
                         log_error_errno(r, "Failed to store the model checksum in %s: %m", m->db_path);
                 log_info("The cluster's initial model is %s (reported by rank %u).", checksum, l->node->rank);
                 training_broadcast(m, NULL, 0);
         }
-        l->node->in_sync = !isempty(checksum) && streq(checksum, m->model_checksum);
+        l->node->in_sync = !isempty(checksum) && streq(checksum, m->model_checksum) &&
+                           streq(state, m->state_checksum);
         if (l->node->in_sync && !was)
                 log_info("Server rank %u (node %s) holds the model of iteration %u.", l->node->rank,
                          l->node->node_id, iteration);
@@ -641,7 +677,7 @@ static RingEntry *ring_find(Manager *m, const char *node_id) {
 }
 
 int training_handle_aggregate_done(Manager *m, Link *l, json_object *msg) {
-        const char *checksum, *error;
+        const char *checksum, *state, *error;
         uint32_t iteration, updates, attempt = 0;
         uint64_t data_size;
         RingEntry *e;
@@ -665,7 +701,8 @@ int training_handle_aggregate_done(Manager *m, Link *l, json_object *msg) {
         }
         if (json_get_string(msg, "checksum", &checksum) < 0 ||
             strlen(checksum) >= sizeof m->ring_checksum || json_get_u32(msg, "updates", &updates) < 0 ||
-            json_get_u64(msg, "data_size", &data_size) < 0)
+            json_get_u64(msg, "data_size", &data_size) < 0 || get_state_checksum(msg, &state) < 0 ||
+            strlen(state) >= sizeof m->ring_state_checksum)
                 return log_warning_errno(-EBADMSG, "Malformed AGGREGATE_DONE from rank %u, disconnecting.",
                                          l->node->rank);
 
@@ -687,11 +724,18 @@ int training_handle_aggregate_done(Manager *m, Link *l, json_object *msg) {
                 return 0;
         }
 
-        if (isempty(m->ring_checksum))
+        if (isempty(m->ring_checksum)) {
                 strcpy(m->ring_checksum, checksum);
-        else if (!streq(m->ring_checksum, checksum)) {
+                strcpy(m->ring_state_checksum, state);
+        } else if (!streq(m->ring_checksum, checksum)) {
                 snprintf(reason, sizeof reason, "rank %u computed model %s, others %s", l->node->rank, checksum,
                          m->ring_checksum);
+                training_abandon(m, reason);
+                return 0;
+        } else if (!streq(m->ring_state_checksum, state)) {
+                snprintf(reason, sizeof reason, "rank %u computed optimizer state %.32s, others %.32s", l->node->rank,
+                         isempty(state) ? "(none)" : state, isempty(m->ring_state_checksum) ? "(none)" :
+                         m->ring_state_checksum);
                 training_abandon(m, reason);
                 return 0;
         }

@@ -10,6 +10,7 @@
 #include "conf.h"
 #include "json-util.h"
 #include "log.h"
+#include "optimizer.h"
 #include "util.h"
 
 typedef enum ConfType {
@@ -23,15 +24,21 @@ typedef struct ConfOption {
         const char *name;
         ConfType type;
         size_t offset;
-        uint32_t min, max;      /* for doubles: the range is (min, max] */
+        uint32_t min, max;      /* integers */
+        double lo, hi;          /* doubles: (lo, hi], or [lo if lo_closed, hi) if hi_open */
+        bool lo_closed, hi_open;
         ConfRole roles;
         const char *help;
 } ConfOption;
 
-#define U32(n, lo, hi, r, h) { #n, CONF_U32, offsetof(FlConfig, n), lo, hi, r, h }
-#define STR(n, r, h) { #n, CONF_STRING, offsetof(FlConfig, n), 0, 0, r, h }
-#define DBL(n, lo, hi, r, h) { #n, CONF_DOUBLE, offsetof(FlConfig, n), lo, hi, r, h }
-#define BOOL(n, r, h) { #n, CONF_BOOL, offsetof(FlConfig, n), 0, 1, r, h }
+#define U32(n, lo, hi, r, h) { #n, CONF_U32, offsetof(FlConfig, n), lo, hi, 0, 0, false, false, r, h }
+#define STR(n, r, h) { #n, CONF_STRING, offsetof(FlConfig, n), 0, 0, 0, 0, false, false, r, h }
+/* (lo, hi] */
+#define DBL(n, lo, hi, r, h) { #n, CONF_DOUBLE, offsetof(FlConfig, n), 0, 0, lo, hi, false, false, r, h }
+/* [lo, hi) and [lo, hi] */
+#define DBL_CO(n, lo, hi, r, h) { #n, CONF_DOUBLE, offsetof(FlConfig, n), 0, 0, lo, hi, true, true, r, h }
+#define DBL_CC(n, lo, hi, r, h) { #n, CONF_DOUBLE, offsetof(FlConfig, n), 0, 0, lo, hi, true, false, r, h }
+#define BOOL(n, r, h) { #n, CONF_BOOL, offsetof(FlConfig, n), 0, 1, 0, 0, false, false, r, h }
 
 static const ConfOption options[] = {
         STR(scheduler_ip, CONF_ROLE_ALL, "Address of the scheduler (default 127.0.0.1)"),
@@ -63,6 +70,15 @@ static const ConfOption options[] = {
         U32(client_epoch_num, 1, 100000, CONF_ROLE_SCHEDULER, "Local epochs per iteration, sent to devices (default 25)"),
         U32(client_batch_size, 1, 1000000, CONF_ROLE_SCHEDULER, "Local mini-batch size, sent to devices (default 32)"),
         DBL(client_learning_rate, 0, 1000, CONF_ROLE_SCHEDULER, "Local learning rate, sent to devices (default 0.001)"),
+        /* The server optimizer (optimizer.h, docs/training.md) and FedProx. */
+        STR(server_optimizer, CONF_ROLE_SCHEDULER, "Server optimizer: " OPTIMIZER_KIND_NAMES " (default fedavg)"),
+        DBL_CC(server_learning_rate, 0, OPTIMIZER_LEARNING_RATE_MAX, CONF_ROLE_SCHEDULER,
+               "Server learning rate; 0: the optimizer's default (see flcluster.conf(5))"),
+        DBL_CO(server_momentum, 0, 1, CONF_ROLE_SCHEDULER, "fedavgm's momentum (default 0.9)"),
+        DBL_CO(server_beta1, 0, 1, CONF_ROLE_SCHEDULER, "First-moment decay of fedadam, fedyogi, fedadagrad (default 0.9)"),
+        DBL_CO(server_beta2, 0, 1, CONF_ROLE_SCHEDULER, "Second-moment decay of fedadam, fedyogi (default 0.99)"),
+        DBL(server_tau, 0, OPTIMIZER_TAU_MAX, CONF_ROLE_SCHEDULER, "Adaptivity of fedadam, fedyogi, fedadagrad (default 0.001)"),
+        DBL_CC(fedprox_mu, 0, FEDPROX_MU_MAX, CONF_ROLE_SCHEDULER, "FedProx proximal term, sent to devices (default 0: off)"),
 
         STR(model_path, CONF_ROLE_SERVER, "Initial model, a FeatureMapList file (fl-client init-model writes one)"),
         U32(checkpoint_keep, 1, 100000, CONF_ROLE_SERVER, "Model checkpoints kept (default 3)"),
@@ -115,13 +131,18 @@ int conf_init(FlConfig *c) {
                 .client_epoch_num = 25,
                 .client_batch_size = 32,
                 .client_learning_rate = 0.001,
+                .server_momentum = OPTIMIZER_DEFAULT_MOMENTUM,
+                .server_beta1 = OPTIMIZER_DEFAULT_BETA1,
+                .server_beta2 = OPTIMIZER_DEFAULT_BETA2,
+                .server_tau = OPTIMIZER_DEFAULT_TAU,
                 .checkpoint_keep = 3,
                 .max_request_size_mb = 64,
                 .durable_updates = true,
         };
         c->scheduler_ip = strdup("127.0.0.1");
         c->fl_name = strdup("Lenet");
-        return c->scheduler_ip && c->fl_name ? 0 : -ENOMEM;
+        c->server_optimizer = strdup("fedavg");
+        return c->scheduler_ip && c->fl_name && c->server_optimizer ? 0 : -ENOMEM;
 }
 
 void conf_done(FlConfig *c) {
@@ -152,6 +173,9 @@ static int option_set_string(FlConfig *c, const ConfOption *o, const char *value
         if (IN_SET_STR(o->name, "scheduler_manage_ip", "fl_server_ip", "tcp_server_ip", "metrics_ip") && !ip_address_is_valid(value))
                 return REFUSE(-EINVAL, "Invalid value for %s: '%s' is not a numeric IPv4 or IPv6 address "
                               "(0.0.0.0 or :: for every address).", o->name, value);
+        if (streq(o->name, "server_optimizer") && optimizer_kind_from_string(value) < 0)
+                return REFUSE(-EINVAL, "Invalid value for %s: '%s' (use one of " OPTIMIZER_KIND_NAMES ").",
+                              o->name, value);
 
         copy = strdup(value);
         if (!copy)
@@ -172,8 +196,11 @@ static int option_set_u32(FlConfig *c, const ConfOption *o, uint64_t v, char *er
 }
 
 static int option_set_double(FlConfig *c, const ConfOption *o, double v, char *error, size_t size) {
-        if (!(v > o->min && v <= o->max))
-                return REFUSE(-ERANGE, "Invalid value for %s: %g is outside (%u, %u].", o->name, v, o->min, o->max);
+        bool above = o->lo_closed ? v >= o->lo : v > o->lo, below = o->hi_open ? v < o->hi : v <= o->hi;
+
+        if (!(above && below))  /* NaN fails both */
+                return REFUSE(-ERANGE, "Invalid value for %s: %g is outside %c%g, %g%c.", o->name, v,
+                              o->lo_closed ? '[' : '(', o->lo, o->hi, o->hi_open ? ')' : ']');
         *(double *) ((uint8_t *) c + o->offset) = v;
         return 0;
 }

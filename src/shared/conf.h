@@ -50,6 +50,15 @@ typedef struct FlConfig {
         uint32_t client_epoch_num;
         uint32_t client_batch_size;
         double client_learning_rate;
+        /* The server optimizer (optimizer.h): its name, and its parameters;
+         * server_learning_rate 0 means the optimizer's default. */
+        char *server_optimizer;
+        double server_learning_rate;
+        double server_momentum;
+        double server_beta1;
+        double server_beta2;
+        double server_tau;
+        double fedprox_mu;              /* sent to devices; 0: off */
 
         /* Servers: the model and its checkpoints, the device port's limit. */
         char *model_path;
