@@ -61,7 +61,7 @@ static void save(sqlite3 *db, uint32_t iteration, uint32_t keep) {
         size_t size;
 
         model_bytes(iteration, &buf, &size, checksum);
-        assert_int_equal(server_store_save_checkpoint(db, iteration, buf, size, checksum, keep), 0);
+        assert_int_equal(server_store_save_checkpoint(db, iteration, buf, size, checksum, NULL, keep), 0);
 }
 
 static void test_name(void **state) {
@@ -162,9 +162,9 @@ static void test_replace_and_reopen(void **state) {
         assert_int_equal(server_store_open(&db, f->path), 0);
         save(db, 7, 3);
         /* The same iteration again (an aggregation repeated after a restart) replaces it. */
-        assert_int_equal(server_store_save_checkpoint(db, 7, junk, sizeof junk, "0123456789abcdef", 3), 0);
-        assert_int_equal(server_store_save_checkpoint(db, 8, junk, 0, "x", 3), -EINVAL);
-        assert_int_equal(server_store_save_checkpoint(db, 8, junk, sizeof junk, "x", 0), -EINVAL);
+        assert_int_equal(server_store_save_checkpoint(db, 7, junk, sizeof junk, "0123456789abcdef", NULL, 3), 0);
+        assert_int_equal(server_store_save_checkpoint(db, 8, junk, 0, "x", NULL, 3), -EINVAL);
+        assert_int_equal(server_store_save_checkpoint(db, 8, junk, sizeof junk, "x", NULL, 0), -EINVAL);
         sqlite3_close_v2(db);
 
         /* Committed: another open (a restarted server) sees it. */
@@ -184,7 +184,7 @@ static void test_schema_version(void **state) {
         assert_int_equal(server_store_open(&db, f->path), 0);
         assert_int_equal(store_prepare(db, &st, "PRAGMA user_version"), 0);
         assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-        assert_int_equal(sqlite3_column_int(st, 0), 2);
+        assert_int_equal(sqlite3_column_int(st, 0), 3);
 }
 
 static void corrupt(sqlite3 *db, const char *sql, uint32_t iteration) {
@@ -284,6 +284,112 @@ static void test_verify(void **state) {
         c.checksum[0] = c.checksum[0] == '0' ? '1' : '0';
         assert_int_equal(checkpoint_verify(&c, NULL, problem, sizeof problem), -EUCLEAN);
         assert_non_null(strstr(problem, "checksum"));
+}
+
+/* A state (any FeatureMapList will do here) whose values say which iteration it is. */
+static void state_bytes(uint32_t iteration, uint8_t **ret, size_t *ret_size, char checksum[static MODEL_CHECKSUM_STRING_MAX]) {
+        static const char *const names[] = { "fedadam/m/fc.weight", "fedadam/v/fc.weight" };
+        static const size_t sizes[] = { 6, 6 };
+        _cleanup_(model_freep) Model *m = NULL;
+
+        assert_int_equal(model_new(&m, names, sizes, 2), 0);
+        m->tensors[0].data[0] = (float) iteration;
+        m->tensors[1].data[5] = 0.5f * (float) iteration;
+        model_checksum_string(m, checksum);
+        assert_int_equal(fl_model_encode(m, ret, ret_size), 0);
+}
+
+static void save_with_state(sqlite3 *db, uint32_t iteration, uint32_t keep) {
+        _cleanup_free_ uint8_t *buf = NULL, *sbuf = NULL;
+        char checksum[MODEL_CHECKSUM_STRING_MAX], schecksum[MODEL_CHECKSUM_STRING_MAX];
+        size_t size, ssize;
+
+        model_bytes(iteration, &buf, &size, checksum);
+        state_bytes(iteration, &sbuf, &ssize, schecksum);
+        assert_int_equal(server_store_save_checkpoint(db, iteration, buf, size, checksum,
+                                                      &(CheckpointState) { sbuf, ssize, schecksum }, keep), 0);
+}
+
+static size_t count_states(sqlite3 *db) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+
+        assert_int_equal(store_prepare(db, &st, "SELECT COUNT(*) FROM optimizer_states"), 0);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        return (size_t) sqlite3_column_int64(st, 0);
+}
+
+/* The optimizer's state is stored with its checkpoint, as deep as the
+ * checkpoints, rolled back with them, and verified with them. */
+static void test_state(void **state) {
+        Fixture *f = *state;
+        _cleanup_(sqlite3_closep) sqlite3 *db = NULL;
+        char problem[160], schecksum[MODEL_CHECKSUM_STRING_MAX];
+
+        assert_int_equal(server_store_open(&db, f->path), 0);
+        for (uint32_t i = 1; i <= 4; i++)
+                save_with_state(db, i, 3);
+        assert_int_equal(count_states(db), 3);
+        {
+                _cleanup_(checkpoint_done) Checkpoint c = {};
+                _cleanup_(model_freep) Model *m = NULL, *st = NULL;
+                _cleanup_free_ uint8_t *want = NULL;
+                size_t size;
+
+                assert_int_equal(server_store_load_checkpoint(db, 3, &c), 1);
+                state_bytes(3, &want, &size, schecksum);
+                assert_int_equal(c.state_size, size);
+                assert_memory_equal(c.state, want, size);
+                assert_string_equal(c.state_checksum, schecksum);
+                assert_int_equal((uintptr_t) c.state % 4, 0);
+                assert_int_equal(checkpoint_verify_full(&c, &m, &st, problem, sizeof problem), 0);
+                assert_true(st->tensors[0].data[0] == 3.0f);
+                /* A state that is not its checksum's damages the checkpoint. */
+                c.state_checksum[3] = c.state_checksum[3] == 'a' ? 'b' : 'a';
+                assert_int_equal(checkpoint_verify(&c, NULL, problem, sizeof problem), -EUCLEAN);
+                assert_non_null(strstr(problem, "optimizer state"));
+        }
+
+        /* A checkpoint without a state drops the row of its iteration. */
+        save(db, 4, 3);
+        assert_int_equal(count_states(db), 2);
+        {
+                _cleanup_(checkpoint_done) Checkpoint c = {};
+
+                assert_int_equal(server_store_load_newest(db, &c), 1);
+                assert_int_equal(c.iteration, 4);
+                assert_null(c.state);
+                assert_string_equal(c.state_checksum, "");
+        }
+
+        /* Rolled back: 4 goes, 3 comes again with its state. */
+        {
+                _cleanup_free_ uint8_t *buf = NULL, *sbuf = NULL;
+                _cleanup_(checkpoint_done) Checkpoint c = {};
+                char checksum[MODEL_CHECKSUM_STRING_MAX];
+                size_t size, ssize;
+
+                model_bytes(3, &buf, &size, checksum);
+                state_bytes(3, &sbuf, &ssize, schecksum);
+                assert_int_equal(server_store_rollback(db, 4, 3, buf, size, checksum,
+                                                       &(CheckpointState) { sbuf, ssize, schecksum }, 3), 0);
+                assert_int_equal(server_store_load_newest(db, &c), 1);
+                assert_int_equal(c.iteration, 3);
+                assert_string_equal(c.state_checksum, schecksum);
+        }
+
+        /* A damaged state row: the newest good checkpoint is the one before. */
+        corrupt(db, "UPDATE optimizer_states SET state = randomblob(length(state)) WHERE iteration = ?", 3);
+        {
+                _cleanup_(checkpoint_done) Checkpoint c = {};
+                _cleanup_(model_freep) Model *m = NULL;
+
+                assert_int_equal(server_store_load_newest_good(db, f->path, &c, &m), 1);
+                assert_int_equal(c.iteration, 2);
+                assert_non_null(c.state);
+        }
+        /* Pruned with its checkpoint. */
+        save(db, 5, 1);
+        assert_int_equal(count_states(db), 0);
 }
 
 /* A file that is not SQLite, or a damaged one, is refused at open; it can be moved aside. */
@@ -420,6 +526,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_replace_and_reopen, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_schema_version, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fallback, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_state, setup, teardown),
                 cmocka_unit_test(test_verify),
                 cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_damaged_database, setup, teardown),

@@ -127,20 +127,45 @@ static void test_compare(void **state) {
         model_of(&b4, 2.0f, 4);
 
         /* The initial model: anyone with a model is in sync; without one it cannot be checked. */
-        assert_int_equal(sync_compare(&a3, &none, 4, 0, ""), SYNC_IN_SYNC);
-        assert_int_equal(sync_compare(&none, &none, 1, 0, ""), SYNC_NO_MODEL);
+        assert_int_equal(sync_compare(&a3, &none, 4, 0, "", NULL), SYNC_IN_SYNC);
+        assert_int_equal(sync_compare(&none, &none, 1, 0, "", NULL), SYNC_NO_MODEL);
 
-        assert_int_equal(sync_compare(&a3, &none, 4, 3, a3.checksum), SYNC_IN_SYNC);
-        assert_int_equal(sync_compare(&a3, &none, 5, 4, b4.checksum), SYNC_FETCH);
-        assert_int_equal(sync_compare(&none, &none, 5, 4, b4.checksum), SYNC_FETCH);
+        assert_int_equal(sync_compare(&a3, &none, 4, 3, a3.checksum, NULL), SYNC_IN_SYNC);
+        assert_int_equal(sync_compare(&a3, &none, 5, 4, b4.checksum, NULL), SYNC_FETCH);
+        assert_int_equal(sync_compare(&none, &none, 5, 4, b4.checksum, NULL), SYNC_FETCH);
         /* The same bytes under another iteration (an iteration without updates). */
-        assert_int_equal(sync_compare(&a2, &none, 4, 3, a3.checksum), SYNC_RELABEL);
+        assert_int_equal(sync_compare(&a2, &none, 4, 3, a3.checksum, NULL), SYNC_RELABEL);
 
         /* Aggregated iteration 4 here, the scheduler still names the model of 3: in sync. */
         model_of(&prev, 1.0f, 3);
-        assert_int_equal(sync_compare(&b4, &prev, 4, 3, a3.checksum), SYNC_IN_SYNC);
+        assert_int_equal(sync_compare(&b4, &prev, 4, 3, a3.checksum, NULL), SYNC_IN_SYNC);
         /* But not once the scheduler has moved past iteration 4 without committing it. */
-        assert_int_equal(sync_compare(&b4, &prev, 5, 3, a3.checksum), SYNC_FETCH);
+        assert_int_equal(sync_compare(&b4, &prev, 5, 3, a3.checksum, NULL), SYNC_FETCH);
+
+        /* With an optimizer state: the model alone is not enough. */
+        {
+                const char *names[] = { "fedavgm/m/w", "fedavgm/m/b" };
+                const size_t sizes[] = { 3, 1 };
+                Model *st = NULL;
+                char want[MODEL_CHECKSUM_STRING_MAX];
+
+                assert_int_equal(model_new(&st, names, sizes, 2), 0);
+                st->tensors[0].data[1] = 0.5f;
+                model_checksum_string(st, want);
+                /* No state here, the cluster's has one: model and state come from a peer. */
+                assert_int_equal(sync_compare(&a3, &none, 4, 3, a3.checksum, want), SYNC_FETCH);
+                assert_int_equal(sync_compare(&a2, &none, 4, 3, a3.checksum, want), SYNC_FETCH);
+                assert_int_equal(server_model_set_state(&a3, st, NULL, 0), 0);
+                assert_string_equal(a3.state_checksum, want);
+                assert_int_equal(sync_compare(&a3, &none, 4, 3, a3.checksum, want), SYNC_IN_SYNC);
+                /* The cluster keeps none (fedavg): a state here is not the cluster's. */
+                assert_int_equal(sync_compare(&a3, &none, 4, 3, a3.checksum, ""), SYNC_FETCH);
+                /* The previous model's state counts when it is the announced model. */
+                assert_int_equal(sync_compare(&b4, &prev, 4, 3, a3.checksum, want), SYNC_FETCH);
+                assert_int_equal(sync_compare(&b4, &prev, 4, 3, a3.checksum, ""), SYNC_IN_SYNC);
+                /* The initial model carries no state to check. */
+                assert_int_equal(sync_compare(&a2, &none, 1, 0, "", want), SYNC_IN_SYNC);
+        }
 
         server_model_done(&a3);
         server_model_done(&a2);
@@ -153,6 +178,9 @@ static void test_peer_url(void **state) {
 
         assert_int_equal(sync_peer_url("10.1.2.3", 6668, url), 0);
         assert_string_equal(url, "http://10.1.2.3:6668/model");
+        assert_int_equal(sync_peer_state_url("10.1.2.3", 6668, 12, url), 0);
+        assert_string_equal(url, "http://10.1.2.3:6668/model/state?iteration=12");
+        assert_int_equal(sync_peer_state_url("host.example", 6668, 12, url), -EINVAL);
         assert_int_equal(sync_peer_url("fe80::1", 6668, url), 0);
         assert_string_equal(url, "http://[fe80::1]:6668/model");
         assert_int_equal(sync_peer_url("::ffff:10.0.0.1", 1, url), 0);

@@ -241,15 +241,14 @@ static bool is_count(double d, double max) {
         return isfinite(d) && d >= 0 && d <= max && d == floor(d);
 }
 
-int aggregate_finish(const Model *shape, const double *vec, size_t n, Model **ret, uint64_t *ret_data_size,
-                     uint32_t *ret_updates) {
-        _cleanup_(model_freep) Model *m = NULL;
-        size_t total = model_total_size(shape), k = 0;
+int aggregate_sum_counts(const Model *shape, const double *vec, size_t n, uint64_t *ret_data_size,
+                         uint32_t *ret_updates) {
+        size_t total;
         double data_size, updates;
-        int r;
 
-        if (!shape || !vec || !ret)
+        if (!shape || !vec)
                 return -EINVAL;
+        total = model_total_size(shape);
         if (n != total + 2)
                 return -EBADMSG;
         data_size = vec[total];
@@ -260,8 +259,25 @@ int aggregate_finish(const Model *shape, const double *vec, size_t n, Model **re
                 *ret_data_size = (uint64_t) data_size;
         if (ret_updates)
                 *ret_updates = (uint32_t) updates;
-        if (data_size == 0)
-                return -ENODATA;
+        return data_size == 0 ? -ENODATA : 0;
+}
+
+int aggregate_finish(const Model *shape, const double *vec, size_t n, Model **ret, uint64_t *ret_data_size,
+                     uint32_t *ret_updates) {
+        _cleanup_(model_freep) Model *m = NULL;
+        size_t k = 0;
+        uint64_t count;
+        double data_size;
+        int r;
+
+        if (!shape || !vec || !ret)
+                return -EINVAL;
+        r = aggregate_sum_counts(shape, vec, n, &count, ret_updates);
+        if (ret_data_size && r != -EBADMSG)
+                *ret_data_size = count;
+        if (r < 0)
+                return r;
+        data_size = (double) count;
 
         r = model_new_like(&m, shape);
         if (r < 0)

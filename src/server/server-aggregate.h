@@ -74,6 +74,12 @@ int aggregate_add(Aggregate *a, const FlFeatureMap *maps, size_t n, uint32_t dat
  * doubles, malloc()ed (the sum itself stays untouched during the reduce). */
 int aggregate_export(const Aggregate *a, double **ret, size_t *ret_n);
 
+/* The counts at the end of an all-reduced vector (as aggregate_export()
+ * shapes it), checked: 0, -ENODATA when no data was summed, -EBADMSG when
+ * the vector has the wrong length or a count that is not a whole number. */
+int aggregate_sum_counts(const Model *shape, const double *vec, size_t n, uint64_t *ret_data_size,
+                         uint32_t *ret_updates);
+
 /* The new model from an all-reduced vector (as aggregate_export() shapes it):
  * sum / data_size, rounded to floats. -ENODATA when no data was summed (keep
  * the old model), -EBADMSG when the vector cannot be a sum of valid

@@ -6,7 +6,8 @@
 #include "server-rounds.h"
 
 /* The device port: the rounds of design/device-protocol.md (server-rounds.c),
- * the model as a file, and a small status object. */
+ * the model (and the server optimizer's state after it) as a file, and a
+ * small status object. */
 
 static int add_string(json_object *o, const char *key, const char *value) {
         return json_object_object_add(o, key, value ? json_object_new_string(value) : NULL);
@@ -29,6 +30,9 @@ static int http_get_root(HttpRequest *req, void *userdata) {
             json_object_object_add(o, "model_iteration",
                                    m->model.model ? json_object_new_int64(m->model.iteration) : NULL) < 0 ||
             add_string(o, "model_checksum", m->model.model ? m->model.checksum : NULL) < 0 ||
+            add_string(o, "state_checksum", m->model.model ? m->model.state_checksum : NULL) < 0 ||
+            add_string(o, "server_optimizer",
+                       t->seen ? optimizer_kind_to_string(t->current.job.optimizer.kind) : NULL) < 0 ||
             json_object_object_add(o, "updates", json_object_new_int64(m->aggregate ? m->aggregate->updates : 0)) < 0 ||
             json_object_object_add(o, "data_size",
                                    json_object_new_int64(m->aggregate ? (int64_t) m->aggregate->data_size : 0)) < 0 ||
@@ -50,6 +54,7 @@ static const HttpRoute routes[] = {
         { "POST", "/getModel", rounds_get_model },
         { "POST", "/pushMetrics", rounds_push_metrics },
         { "GET", "/model", rounds_get_model_file },
+        { "GET", "/model/state", rounds_get_state_file },
 };
 
 int manager_http_start(Manager *m) {

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "server-iteration.h"
 #include "server-manager.h"
+#include "server-optimizer.h"
 #include "server-updates.h"
 #include "store.h"
 #include "util.h"
@@ -84,7 +85,10 @@ static int job_parse(json_object *o, TrainingJob *job) {
         r = get_optional_double(o, "client_learning_rate", 0, 1e6, &job->client_learning_rate);
         if (r < 0 && r != -ENOENT)
                 return -EBADMSG;
-        return 0;
+        r = get_optional_double(o, "fedprox_mu", 0, FEDPROX_MU_MAX, &job->fedprox_mu);
+        if (r < 0 && r != -ENOENT)
+                return -EBADMSG;
+        return optimizer_params_from_json(o, &job->optimizer);
 }
 
 int iteration_msg_parse(json_object *o, const FlConfig *defaults, IterationMsg *ret) {
@@ -96,6 +100,7 @@ int iteration_msg_parse(json_object *o, const FlConfig *defaults, IterationMsg *
                         .client_epoch_num = defaults->client_epoch_num,
                         .client_batch_size = defaults->client_batch_size,
                         .client_learning_rate = defaults->client_learning_rate,
+                        .optimizer = OPTIMIZER_PARAMS_DEFAULT,
                 },
         };
         json_object *job;
@@ -126,6 +131,14 @@ int iteration_msg_parse(json_object *o, const FlConfig *defaults, IterationMsg *
                 if (r < 0 && r != -ENOENT)
                         return -EBADMSG;
                 msg.has_model = true;
+        }
+        if (json_object_object_get_ex(o, "state_checksum", NULL)) {
+                const char *checksum;
+
+                if (json_get_string(o, "state_checksum", &checksum) < 0 ||
+                    sync_checksum_parse(checksum, msg.state_checksum) < 0)
+                        return -EBADMSG;
+                msg.has_state = true;
         }
 
         *ret = msg;
@@ -158,7 +171,7 @@ static int ring_member_parse(json_object *o, RingMember *ret) {
 
 int aggregate_msg_parse(json_object *o, AggregateMsg *ret) {
         _cleanup_(aggregate_msg_done) AggregateMsg msg = {};
-        json_object *ring;
+        json_object *ring, *optimizer;
         size_t n;
 
         if (!o ||
@@ -167,6 +180,12 @@ int aggregate_msg_parse(json_object *o, AggregateMsg *ret) {
             !json_object_object_get_ex(o, "ring", &ring) ||
             !json_object_is_type(ring, json_type_array))
                 return -EBADMSG;
+        if (json_object_object_get_ex(o, "optimizer", &optimizer)) {
+                msg.optimizer = OPTIMIZER_PARAMS_DEFAULT;
+                if (optimizer_params_from_json(optimizer, &msg.optimizer) < 0)
+                        return -EBADMSG;
+                msg.has_optimizer = true;
+        }
         n = json_object_array_length(ring);
         if (n == 0 || n > TRAINING_RING_MAX)
                 return -EBADMSG;
@@ -300,6 +319,65 @@ void manager_training_link_lost(Manager *m) {
         m->training.known = false;
 }
 
+/* The model an aggregation of iteration steps from: the one the cluster
+ * committed last, as announced; by iteration number when it is not
+ * announced (the initial model, or a scheduler that does not name it). A
+ * server that aggregated this iteration already (the ring is asked again)
+ * holds that result as its model and the announced one as the previous. */
+static const ServerModel *step_base(const Manager *m, uint32_t iteration) {
+        const ServerSync *s = &m->sync;
+        const ServerModel *prev = &m->previous_model;
+
+        if (s->announced && !isempty(s->model_checksum)) {
+                if (m->model.model && streq(m->model.checksum, s->model_checksum))
+                        return &m->model;
+                if (prev->model && streq(prev->checksum, s->model_checksum))
+                        return prev;
+        }
+        return m->model.iteration == iteration && prev->model ? prev : &m->model;
+}
+
+/* The model and optimizer state after iteration, from the reduced vector:
+ * the optimizer's step from base, or base unchanged when nothing was
+ * summed. Logs what it refuses. */
+static int next_model(Manager *m, const ServerModel *base, const OptimizerParams *opt, uint32_t iteration,
+                      const double *vec, size_t n, Model **ret_model, Model **ret_state, uint64_t *ret_data_size,
+                      uint32_t *ret_updates) {
+        _cleanup_(model_freep) Model *model = NULL, *state = NULL;
+        char field[32];
+        int r;
+
+        snprintf(field, sizeof field, "FL_ITERATION=%u", iteration);
+        r = aggregate_sum_counts(base->model, vec, n, ret_data_size, ret_updates);
+        if (r == -ENODATA) {
+                /* Nothing accepted anywhere: the model and the state carry over unchanged. */
+                r = model_copy(&model, base->model);
+                if (r >= 0 && base->state)
+                        r = model_copy(&state, base->state);
+                if (r < 0)
+                        return log_oom();
+        } else if (r >= 0 && optimizer_is_plain_fedavg(opt))
+                r = aggregate_finish(base->model, vec, n, &model, NULL, NULL);
+        else if (r >= 0)
+                r = optimizer_step(opt, base->model, base->state, vec, (double) *ret_data_size, &model, &state);
+        if (r == -ENOMEM)
+                return log_oom();
+        if (r == -ERANGE) {
+                log_struct(LOG_ERR, FIELDS(field), "The %s step of iteration %u leaves values no float holds; "
+                           "keeping the model of iteration %u. Lower server_learning_rate (flctl instance set).",
+                           optimizer_kind_to_string(opt->kind), iteration, m->model.iteration);
+                return r;
+        }
+        if (r < 0) {
+                log_struct(LOG_ERR, FIELDS(field), "The all-reduced sum of iteration %u is not a valid sum (%s); "
+                           "keeping the model of iteration %u.", iteration, strerror(-r), m->model.iteration);
+                return r;
+        }
+        *ret_model = TAKE_PTR(model);
+        *ret_state = TAKE_PTR(state);
+        return 0;
+}
+
 static int send_aggregate_done(Manager *m, uint32_t iteration, uint32_t attempt, uint64_t data_size,
                                uint32_t updates, int error) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
@@ -315,6 +393,7 @@ static int send_aggregate_done(Manager *m, uint32_t iteration, uint32_t attempt,
                 if (json_object_object_add(o, "error", json_object_new_string(strerror(-error))) < 0)
                         return -ENOMEM;
         } else if (json_object_object_add(o, "checksum", json_object_new_string(m->model.checksum)) < 0 ||
+                   json_object_object_add(o, "state_checksum", json_object_new_string(m->model.state_checksum)) < 0 ||
                    json_object_object_add(o, "data_size", json_object_new_int64((int64_t) data_size)) < 0 ||
                    json_object_object_add(o, "updates", json_object_new_int64(updates)) < 0)
                 return -ENOMEM;
@@ -322,7 +401,7 @@ static int send_aggregate_done(Manager *m, uint32_t iteration, uint32_t attempt,
 }
 
 static void on_reduced(AllReduce *a, int error, uint32_t iteration, void *userdata) {
-        _cleanup_(model_freep) Model *model = NULL;
+        _cleanup_(model_freep) Model *model = NULL, *state = NULL;
         Manager *m = userdata;
         Training *t = &m->training;
         _cleanup_free_ double *vec = TAKE_PTR(t->reduce_vec);
@@ -345,21 +424,12 @@ static void on_reduced(AllReduce *a, int error, uint32_t iteration, void *userda
                 return;
         }
 
-        r = aggregate_finish(m->model.model, vec, n, &model, &data_size, &updates);
-        if (r == -ENODATA) {
-                /* Nothing accepted anywhere: the model carries over unchanged. */
-                r = model_copy(&model, m->model.model);
-                if (r < 0) {
-                        log_oom();
-                        return;
-                }
-        } else if (r < 0) {
-                log_struct(LOG_ERR, FIELDS(field), "The all-reduced sum of iteration %u is not a valid sum (%s); "
-                           "keeping the model of iteration %u.", iteration, strerror(-r), m->model.iteration);
+        r = next_model(m, step_base(m, iteration), &t->reducing_optimizer, iteration, vec, n, &model, &state,
+                       &data_size, &updates);
+        if (r < 0)
                 return;
-        }
 
-        r = manager_commit_model(m, TAKE_PTR(model), iteration);
+        r = manager_commit_model(m, TAKE_PTR(model), TAKE_PTR(state), iteration);
         if (r < 0) {
                 log_struct(LOG_ERR, FIELDS(field), "Failed to checkpoint the model of iteration %u in %s (%s); "
                            "keeping the model of iteration %u.", iteration, m->store_path, strerror(-r),
@@ -434,5 +504,6 @@ int manager_on_aggregate(Manager *m, json_object *o) {
         }
         t->reducing = msg.iteration;
         t->reducing_attempt = msg.attempt;
+        t->reducing_optimizer = msg.has_optimizer ? msg.optimizer : m->training.current.job.optimizer;
         return 0;
 }

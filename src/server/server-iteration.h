@@ -6,6 +6,7 @@
 
 #include "conf.h"
 #include "model.h"
+#include "optimizer.h"
 #include "server-allreduce.h"
 
 /* The iteration as the scheduler announces it (WIRE_ITERATION), and the end
@@ -35,6 +36,8 @@ typedef struct TrainingJob {
         uint32_t client_epoch_num;
         uint32_t client_batch_size;
         double client_learning_rate;
+        OptimizerParams optimizer;      /* what the servers apply (docs/training.md) */
+        double fedprox_mu;              /* sent to devices in the plan */
 } TrainingJob;
 
 typedef struct IterationMsg {
@@ -49,6 +52,11 @@ typedef struct IterationMsg {
         bool has_model;
         uint32_t model_iteration;
         char model_checksum[MODEL_CHECKSUM_STRING_MAX];
+        /* The checksum of the optimizer state that goes with that model
+         * ("state_checksum", "" for none); has_state is false from a
+         * scheduler that does not name it (then it is not compared). */
+        bool has_state;
+        char state_checksum[MODEL_CHECKSUM_STRING_MAX];
 } IterationMsg;
 
 typedef struct AggregateMsg {
@@ -56,6 +64,10 @@ typedef struct AggregateMsg {
         uint32_t attempt;               /* 0 from a scheduler that does not number them */
         RingMember *ring;
         size_t n_ring;
+        /* The step to apply after the all-reduce ("optimizer"); without it,
+         * the one of the job last announced. */
+        bool has_optimizer;
+        OptimizerParams optimizer;
 } AggregateMsg;
 
 #define TRAINING_RING_MAX 65536U
@@ -74,6 +86,7 @@ typedef struct Training {
 
         uint32_t reducing;              /* the iteration being all-reduced, 0: none */
         uint32_t reducing_attempt;      /* its AGGREGATE's attempt */
+        OptimizerParams reducing_optimizer; /* the step it ends with */
         double *reduce_vec;
         size_t reduce_n;
 } Training;

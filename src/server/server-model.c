@@ -6,6 +6,7 @@
 #include "log.h"
 #include "server-manager.h"
 #include "server-model.h"
+#include "server-optimizer.h"
 #include "server-store.h"
 #include "store.h"
 #include "util.h"
@@ -14,7 +15,60 @@ void server_model_done(ServerModel *sm) {
         model_free(sm->model);
         free(sm->maps);
         free(sm->encoded);
+        model_free(sm->state);
+        free(sm->state_encoded);
         *sm = (ServerModel) {};
+}
+
+int server_model_set_state(ServerModel *sm, Model *state, uint8_t *encoded, size_t encoded_size) {
+        _cleanup_(model_freep) Model *owned = state;
+        _cleanup_free_ uint8_t *buf = encoded;
+        size_t size = encoded_size;
+        int r;
+
+        if (owned && !buf) {
+                r = fl_model_encode(owned, &buf, &size);
+                if (r < 0)
+                        return r;
+        }
+        model_free(sm->state);
+        free(sm->state_encoded);
+        sm->state = TAKE_PTR(owned);
+        sm->state_encoded = sm->state ? TAKE_PTR(buf) : NULL;
+        sm->state_encoded_size = sm->state ? size : 0;
+        if (sm->state)
+                model_checksum_string(sm->state, sm->state_checksum);
+        else
+                sm->state_checksum[0] = '\0';
+        return 0;
+}
+
+/* How the state goes into the store with its checkpoint. */
+static const CheckpointState *stored_state(const ServerModel *sm, CheckpointState *buf) {
+        if (!sm->state)
+                return NULL;
+        *buf = (CheckpointState) { sm->state_encoded, sm->state_encoded_size, sm->state_checksum };
+        return buf;
+}
+
+/* A checkpoint's model and state, checked, into sm. */
+static int set_from_checkpoint(ServerModel *sm, Checkpoint *c, Model *model, Model *state) {
+        _cleanup_(model_freep) Model *owned_model = model, *owned_state = state;
+        ServerModel set = {};
+        int r;
+
+        if (owned_state && optimizer_state_check(owned_state, owned_model, NULL) < 0)
+                return -EUCLEAN;
+        r = server_model_set(&set, TAKE_PTR(owned_model), c->iteration, TAKE_PTR(c->model), c->size);
+        if (r >= 0)
+                r = server_model_set_state(&set, TAKE_PTR(owned_state), TAKE_PTR(c->state), c->state_size);
+        if (r < 0) {
+                server_model_done(&set);
+                return r;
+        }
+        server_model_done(sm);
+        *sm = set;
+        return 0;
 }
 
 int server_model_set(ServerModel *sm, Model *model, uint32_t iteration, uint8_t *encoded, size_t encoded_size) {
@@ -50,7 +104,7 @@ int server_model_set(ServerModel *sm, Model *model, uint32_t iteration, uint8_t 
  * committed (sync_compare() then knows it for the cluster's predecessor). */
 static void load_previous(Manager *m) {
         _cleanup_(checkpoint_done) Checkpoint c = {};
-        _cleanup_(model_freep) Model *model = NULL;
+        _cleanup_(model_freep) Model *model = NULL, *state = NULL;
         _cleanup_free_ uint32_t *iterations = NULL;
         char problem[160];
         size_t n = 0;
@@ -60,15 +114,14 @@ static void load_previous(Manager *m) {
         if (r < 0 || n < 2 || iterations[0] != m->model.iteration || iterations[1] >= m->model.iteration)
                 return;
         r = server_store_load_checkpoint(m->store, iterations[1], &c);
-        if (r <= 0 || checkpoint_verify(&c, &model, problem, sizeof problem) < 0)
+        if (r <= 0 || checkpoint_verify_full(&c, &model, &state, problem, sizeof problem) < 0)
                 return;
-        if (server_model_set(&m->previous_model, TAKE_PTR(model), c.iteration, TAKE_PTR(c.model), c.size) < 0)
-                server_model_done(&m->previous_model);
+        (void) set_from_checkpoint(&m->previous_model, &c, TAKE_PTR(model), TAKE_PTR(state));
 }
 
 static int load_from_store(Manager *m, bool *ret_found) {
         _cleanup_(checkpoint_done) Checkpoint c = {};
-        _cleanup_(model_freep) Model *model = NULL;
+        _cleanup_(model_freep) Model *model = NULL, *state = NULL;
         int r;
 
         *ret_found = false;
@@ -79,7 +132,17 @@ static int load_from_store(Manager *m, bool *ret_found) {
         if (r == 0)
                 return 0;
 
-        r = server_model_set(&m->model, TAKE_PTR(model), c.iteration, TAKE_PTR(c.model), c.size);
+        /* Verified with its checkpoint: only decoded here. */
+        r = c.state ? fl_model_decode(c.state, c.state_size, &state) : 0;
+        if (r == -EBADMSG)
+                r = -EUCLEAN;
+        if (r >= 0)
+                r = set_from_checkpoint(&m->model, &c, TAKE_PTR(model), TAKE_PTR(state));
+        if (r == -EUCLEAN) {
+                log_warning("The optimizer state of iteration %u in %s does not fit its model; without it, this "
+                            "server takes the model and its state from a peer.", c.iteration, m->store_path);
+                return 0;
+        }
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the model of iteration %u: %m", c.iteration);
         *ret_found = true;
@@ -177,30 +240,31 @@ int manager_load_model(Manager *m) {
         return 0;
 }
 
-int manager_commit_model(Manager *m, Model *model, uint32_t iteration) {
-        _cleanup_(model_freep) Model *owned = model;
+int manager_commit_model(Manager *m, Model *model, Model *state, uint32_t iteration) {
+        _cleanup_(model_freep) Model *owned = model, *owned_state = state;
         _cleanup_free_ uint8_t *buf = NULL;
-        char checksum[MODEL_CHECKSUM_STRING_MAX];
+        ServerModel next = {};
+        CheckpointState stored;
         size_t size;
         int r;
 
         r = fl_model_encode(owned, &buf, &size);
         if (r < 0)
                 return r;
-        model_checksum_string(owned, checksum);
-
-        /* Durable before it is served or announced. */
-        r = server_store_save_checkpoint(m->store, iteration, buf, size, checksum, m->config->checkpoint_keep);
-        if (r < 0)
-                return r;
-
-        ServerModel old = m->model;
-        m->model = (ServerModel) {};
-        r = server_model_set(&m->model, TAKE_PTR(owned), iteration, TAKE_PTR(buf), size);
+        r = server_model_set(&next, TAKE_PTR(owned), iteration, TAKE_PTR(buf), size);
+        if (r >= 0)
+                r = server_model_set_state(&next, TAKE_PTR(owned_state), NULL, 0);
+        /* Durable before it is served or announced: the state in the same transaction. */
+        if (r >= 0)
+                r = server_store_save_checkpoint(m->store, iteration, next.encoded, next.encoded_size, next.checksum,
+                                                 stored_state(&next, &stored), m->config->checkpoint_keep);
         if (r < 0) {
-                m->model = old;
+                server_model_done(&next);
                 return r;
         }
+
+        ServerModel old = m->model;
+        m->model = next;
         if (old.iteration == iteration && m->previous_model.model) {
                 /* Aggregated again (a ring was asked for twice): what it replaces
                  * is the same uncommitted model, the one before stays. */
@@ -212,12 +276,12 @@ int manager_commit_model(Manager *m, Model *model, uint32_t iteration) {
         return 0;
 }
 
-int manager_install_model(Manager *m, Model *model, uint32_t iteration) {
-        _cleanup_(model_freep) Model *owned = model;
+int manager_install_model(Manager *m, Model *model, Model *state, uint32_t iteration) {
+        _cleanup_(model_freep) Model *owned = model, *owned_state = state;
         _cleanup_(aggregate_freep) Aggregate *reshaped = NULL;
         _cleanup_free_ uint8_t *buf = NULL;
-        char checksum[MODEL_CHECKSUM_STRING_MAX];
         ServerModel installed = {};
+        CheckpointState stored;
         size_t size;
         int r;
 
@@ -231,20 +295,28 @@ int manager_install_model(Manager *m, Model *model, uint32_t iteration) {
         r = fl_model_encode(owned, &buf, &size);
         if (r < 0)
                 return r;
-        model_checksum_string(owned, checksum);
+        r = server_model_set(&installed, TAKE_PTR(owned), iteration, TAKE_PTR(buf), size);
+        if (r >= 0)
+                r = server_model_set_state(&installed, TAKE_PTR(owned_state), NULL, 0);
+        if (r < 0) {
+                server_model_done(&installed);
+                return r;
+        }
 
         /* A newer checkpoint of this server's own is one the cluster never committed. */
         if (m->model.model && m->model.iteration > iteration)
-                r = server_store_rollback(m->store, m->model.iteration, iteration, buf, size, checksum,
-                                          m->config->checkpoint_keep);
+                r = server_store_rollback(m->store, m->model.iteration, iteration, installed.encoded,
+                                          installed.encoded_size, installed.checksum,
+                                          stored_state(&installed, &stored), m->config->checkpoint_keep);
         else
-                r = server_store_save_checkpoint(m->store, iteration, buf, size, checksum, m->config->checkpoint_keep);
-        if (r < 0)
+                r = server_store_save_checkpoint(m->store, iteration, installed.encoded, installed.encoded_size,
+                                                 installed.checksum, stored_state(&installed, &stored),
+                                                 m->config->checkpoint_keep);
+        if (r < 0) {
+                server_model_done(&installed);
                 return r;
+        }
 
-        r = server_model_set(&installed, TAKE_PTR(owned), iteration, TAKE_PTR(buf), size);
-        if (r < 0)
-                return r;
         server_model_done(&m->model);
         server_model_done(&m->previous_model);
         m->model = installed;
@@ -261,6 +333,7 @@ int manager_install_model(Manager *m, Model *model, uint32_t iteration) {
 
 void manager_settle_model(Manager *m, uint32_t current, uint32_t abandoned) {
         ServerModel *prev = &m->previous_model;
+        CheckpointState stored;
         int r;
 
         if (!prev->model)
@@ -273,7 +346,7 @@ void manager_settle_model(Manager *m, uint32_t current, uint32_t abandoned) {
         }
 
         r = server_store_rollback(m->store, m->model.iteration, prev->iteration, prev->encoded, prev->encoded_size,
-                                  prev->checksum, m->config->checkpoint_keep);
+                                  prev->checksum, stored_state(prev, &stored), m->config->checkpoint_keep);
         if (r < 0)
                 log_warning_errno(r, "Failed to roll the store back to the model of iteration %u, serving it anyway: %m",
                                   prev->iteration);

@@ -179,7 +179,14 @@ int rounds_answer_admit(Manager *m, Pending *p, const SchedulerReply *reply) {
         const TrainingJob *job = &m->training.current.job;
         char next_s[MS_STRING_MAX], now_s[MS_STRING_MAX];
         uint8_t metrics[] = { FL_METRICS_ACCURACY };
-        FlAggregation aggregation = { .type = FL_AGGREGATION_FED_AVG };
+        /* What the servers do, in the device's generation; weights[0] is
+         * fedprox_mu (0: off), the layout docs/training.md gives. */
+        float weights[] = { (float) job->fedprox_mu };
+        FlAggregation aggregation = {
+                .type = optimizer_plan_aggregation_type(&job->optimizer, job->fedprox_mu),
+                .weights = weights,
+                .n_weights = ELEMENTSOF(weights),
+        };
         FlFLPlan plan = {
                 .fl_name = job->fl_name,
                 .iterations = (int32_t) MIN(job->fl_iteration_num, (uint32_t) INT32_MAX),
@@ -466,4 +473,57 @@ int rounds_get_model_file(HttpRequest *req, void *userdata) {
                 return http_reply_error(req, 500, "The checkpoint of iteration %u is damaged.", iteration);
         }
         return http_reply(req, 200, FL_CONTENT_TYPE, c.model, c.size);
+}
+
+/* The optimizer state after the model of an iteration, for a peer that takes
+ * the model over (server-sync.h): from memory when it is the served model or
+ * the one before, else from its checkpoint. */
+int rounds_get_state_file(HttpRequest *req, void *userdata) {
+        _cleanup_(checkpoint_done) Checkpoint c = {};
+        Manager *m = userdata;
+        const char *q = http_request_query(req, "iteration");
+        const ServerModel *sm = NULL;
+        uint32_t iteration;
+        char problem[160];
+        int r;
+
+        if (!m->model.model)
+                return http_reply_error(req, 404, "%s", SERVER_NO_MODEL_REASON);
+        if (!q && manager_model_syncing(m))
+                return http_reply_error(req, 503, "%s", SYNC_BUSY_REASON);
+        if (!q)
+                iteration = m->model.iteration;
+        else if (safe_atou32(q, &iteration) < 0)
+                return http_reply_error(req, 400, "Invalid iteration '%s': expected a number.", q);
+
+        if (iteration == m->model.iteration)
+                sm = &m->model;
+        else if (m->previous_model.model && iteration == m->previous_model.iteration)
+                sm = &m->previous_model;
+        if (sm) {
+                if (!sm->state)
+                        return http_reply_error(req, 404, "No optimizer state is kept with the model of iteration "
+                                                "%u.", iteration);
+                return http_reply(req, 200, FL_CONTENT_TYPE, sm->state_encoded, sm->state_encoded_size);
+        }
+
+        r = m->store ? server_store_load_checkpoint(m->store, iteration, &c) : 0;
+        if (r < 0) {
+                log_warning_errno(r, "Failed to read the checkpoint of iteration %u from %s: %m", iteration,
+                                  m->store_path);
+                return http_reply_error(req, 500, "Failed to read the checkpoint of iteration %u.", iteration);
+        }
+        if (r == 0)
+                return http_reply_error(req, 404, "This server holds no model of iteration %u (its newest is "
+                                        "iteration %u).", iteration, m->model.iteration);
+        r = checkpoint_verify(&c, NULL, problem, sizeof problem);
+        if (r < 0) {
+                log_warning("The checkpoint of iteration %u in %s is damaged (%s); not serving its optimizer state.",
+                            iteration, m->store_path, r == -EUCLEAN ? problem : strerror(-r));
+                return http_reply_error(req, 500, "The checkpoint of iteration %u is damaged.", iteration);
+        }
+        if (!c.state)
+                return http_reply_error(req, 404, "No optimizer state is kept with the model of iteration %u.",
+                                        iteration);
+        return http_reply(req, 200, FL_CONTENT_TYPE, c.state, c.state_size);
 }

@@ -17,6 +17,8 @@ int rounds_update_model(HttpRequest *req, void *userdata);
 int rounds_get_model(HttpRequest *req, void *userdata);
 int rounds_push_metrics(HttpRequest *req, void *userdata);
 int rounds_get_model_file(HttpRequest *req, void *userdata);
+/* GET /model/state[?iteration=N]: the server optimizer's state after that model. */
+int rounds_get_state_file(HttpRequest *req, void *userdata);
 
 /* The scheduler's verdict on a waiting request (server-pending.c). */
 int rounds_answer_admit(Manager *m, Pending *p, const SchedulerReply *reply);

@@ -20,6 +20,12 @@ static const char *const migrations[] = {
         "  saved INTEGER NOT NULL)",
         /* The update log moved to a database of its own (below). */
         "DROP TABLE IF EXISTS updates",
+        /* The server optimizer's state after each checkpointed model, written
+         * in the same transaction and pruned with it. */
+        "CREATE TABLE optimizer_states ("
+        "  iteration INTEGER PRIMARY KEY CHECK (iteration >= 0),"
+        "  state BLOB NOT NULL,"
+        "  checksum TEXT NOT NULL)",
 };
 
 /* The update log (server-updates.c): every update this server took in the
@@ -62,12 +68,33 @@ char *server_store_updates_path(const char *path) {
 
 void checkpoint_done(Checkpoint *c) {
         free(c->model);
+        free(c->state);
         *c = (Checkpoint) {};
 }
 
+/* The state row of a checkpoint: replaced by state, or deleted without one. */
+static int save_state_locked(sqlite3 *db, uint32_t iteration, const CheckpointState *state) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        if (!state || !state->bytes)
+                r = store_prepare(db, &st, "DELETE FROM optimizer_states WHERE iteration = ?");
+        else
+                r = store_prepare(db, &st, "INSERT OR REPLACE INTO optimizer_states (iteration, state, checksum) "
+                                           "VALUES (?, ?, ?)");
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(st, 1, iteration);
+        if (state && state->bytes) {
+                sqlite3_bind_blob64(st, 2, state->bytes, state->size, SQLITE_STATIC);
+                sqlite3_bind_text(st, 3, state->checksum, -1, SQLITE_STATIC);
+        }
+        return store_errno(sqlite3_step(st));
+}
+
 static int save_locked(sqlite3 *db, uint32_t iteration, const uint8_t *model, size_t size, const char *checksum,
-                       uint32_t keep) {
-        _cleanup_stmt_ sqlite3_stmt *ins = NULL, *del = NULL;
+                       const CheckpointState *state, uint32_t keep) {
+        _cleanup_stmt_ sqlite3_stmt *ins = NULL, *del = NULL, *prune = NULL;
         int r;
 
         r = store_prepare(db, &ins, "INSERT INTO checkpoints (iteration, model, checksum, created_ms, saved) "
@@ -85,25 +112,41 @@ static int save_locked(sqlite3 *db, uint32_t iteration, const uint8_t *model, si
         if (r < 0)
                 return r;
 
+        r = save_state_locked(db, iteration, state);
+        if (r < 0)
+                return r;
+
         r = store_prepare(db, &del, "DELETE FROM checkpoints WHERE iteration NOT IN "
                                     "(SELECT iteration FROM checkpoints ORDER BY saved DESC LIMIT ?)");
         if (r < 0)
                 return r;
         sqlite3_bind_int64(del, 1, keep);
-        return store_errno(sqlite3_step(del));
+        r = store_errno(sqlite3_step(del));
+        if (r < 0)
+                return r;
+        /* As deep as the checkpoints. */
+        r = store_prepare(db, &prune, "DELETE FROM optimizer_states WHERE iteration NOT IN "
+                                      "(SELECT iteration FROM checkpoints)");
+        if (r < 0)
+                return r;
+        return store_errno(sqlite3_step(prune));
+}
+
+static bool state_is_valid(const CheckpointState *state) {
+        return !state || !state->bytes || (state->size > 0 && state->checksum);
 }
 
 int server_store_save_checkpoint(sqlite3 *db, uint32_t iteration, const uint8_t *model, size_t size,
-                                 const char *checksum, uint32_t keep) {
+                                 const char *checksum, const CheckpointState *state, uint32_t keep) {
         int r;
 
-        if (!db || !model || size == 0 || !checksum || keep == 0)
+        if (!db || !model || size == 0 || !checksum || keep == 0 || !state_is_valid(state))
                 return -EINVAL;
 
         r = store_begin(db);
         if (r < 0)
                 return r;
-        r = save_locked(db, iteration, model, size, checksum, keep);
+        r = save_locked(db, iteration, model, size, checksum, state, keep);
         if (r < 0) {
                 store_rollback(db);
                 return r;
@@ -112,11 +155,11 @@ int server_store_save_checkpoint(sqlite3 *db, uint32_t iteration, const uint8_t 
 }
 
 int server_store_rollback(sqlite3 *db, uint32_t drop, uint32_t iteration, const uint8_t *model, size_t size,
-                          const char *checksum, uint32_t keep) {
+                          const char *checksum, const CheckpointState *state, uint32_t keep) {
         _cleanup_stmt_ sqlite3_stmt *del = NULL;
         int r;
 
-        if (!db || !model || size == 0 || !checksum || keep == 0)
+        if (!db || !model || size == 0 || !checksum || keep == 0 || !state_is_valid(state))
                 return -EINVAL;
 
         r = store_begin(db);
@@ -127,15 +170,21 @@ int server_store_rollback(sqlite3 *db, uint32_t drop, uint32_t iteration, const 
                 sqlite3_bind_int64(del, 1, drop);
                 r = store_errno(sqlite3_step(del));
         }
-        /* Written again, so that it is the newest even if keep had pruned it. */
+        /* Written again, so that it is the newest even if keep had pruned it;
+         * the dropped one's state goes with the prune. */
         if (r >= 0)
-                r = save_locked(db, iteration, model, size, checksum, keep);
+                r = save_locked(db, iteration, model, size, checksum, state, keep);
         if (r < 0) {
                 store_rollback(db);
                 return r;
         }
         return store_commit(db);
 }
+
+/* What load_row() reads, in its order: a checkpoint and its state, if any. */
+#define CHECKPOINT_COLUMNS                                                              \
+        "c.iteration, c.model, c.checksum, c.created_ms, s.state, s.checksum "          \
+        "FROM checkpoints c LEFT JOIN optimizer_states s ON s.iteration = c.iteration"
 
 static int load_row(sqlite3_stmt *st, Checkpoint *ret) {
         _cleanup_(checkpoint_done) Checkpoint c = {};
@@ -160,6 +209,22 @@ static int load_row(sqlite3_stmt *st, Checkpoint *ret) {
             strlen(checksum) >= sizeof c.checksum || created < 0)
                 return -EUCLEAN;
 
+        /* The state, from the LEFT JOIN: NULL columns without one. */
+        if (sqlite3_column_type(st, 4) != SQLITE_NULL) {
+                const void *sblob = sqlite3_column_blob(st, 4);
+                const char *schecksum = (const char *) sqlite3_column_text(st, 5);
+                int sn = sqlite3_column_bytes(st, 4);
+
+                if (!sblob || sn <= 0 || !schecksum || strlen(schecksum) >= sizeof c.state_checksum)
+                        return -EUCLEAN;
+                c.state = malloc((size_t) sn);
+                if (!c.state)
+                        return -ENOMEM;
+                memcpy(c.state, sblob, (size_t) sn);
+                c.state_size = (size_t) sn;
+                strcpy(c.state_checksum, schecksum);
+        }
+
         /* A copy: SQLite's buffer is neither ours to keep nor aligned for the reader. */
         c.model = malloc((size_t) n);
         if (!c.model)
@@ -179,8 +244,7 @@ int server_store_load_newest(sqlite3 *db, Checkpoint *ret) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r;
 
-        r = store_prepare(db, &st, "SELECT iteration, model, checksum, created_ms FROM checkpoints "
-                                   "ORDER BY saved DESC LIMIT 1");
+        r = store_prepare(db, &st, "SELECT " CHECKPOINT_COLUMNS " ORDER BY c.saved DESC LIMIT 1");
         if (r < 0)
                 return r;
         return load_row(st, ret);
@@ -190,8 +254,7 @@ int server_store_load_checkpoint(sqlite3 *db, uint32_t iteration, Checkpoint *re
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r;
 
-        r = store_prepare(db, &st, "SELECT iteration, model, checksum, created_ms FROM checkpoints "
-                                   "WHERE iteration = ?");
+        r = store_prepare(db, &st, "SELECT " CHECKPOINT_COLUMNS " WHERE c.iteration = ?");
         if (r < 0)
                 return r;
         sqlite3_bind_int64(st, 1, iteration);
@@ -231,8 +294,8 @@ int server_store_list_checkpoints(sqlite3 *db, uint32_t **ret, size_t *ret_n) {
         return 0;
 }
 
-int checkpoint_verify(const Checkpoint *c, Model **ret_model, char *problem, size_t size) {
-        _cleanup_(model_freep) Model *model = NULL;
+int checkpoint_verify_full(const Checkpoint *c, Model **ret_model, Model **ret_state, char *problem, size_t size) {
+        _cleanup_(model_freep) Model *model = NULL, *state = NULL;
         char checksum[MODEL_CHECKSUM_STRING_MAX];
         int r;
 
@@ -248,9 +311,30 @@ int checkpoint_verify(const Checkpoint *c, Model **ret_model, char *problem, siz
                 snprintf(problem, size, "checksum %s, stored %s", checksum, c->checksum);
                 return -EUCLEAN;
         }
+        if (c->state) {
+                r = fl_model_decode(c->state, c->state_size, &state);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        snprintf(problem, size, "its optimizer state's %zu bytes are not a state", c->state_size);
+                        return -EUCLEAN;
+                }
+                model_checksum_string(state, checksum);
+                if (!streq(checksum, c->state_checksum)) {
+                        snprintf(problem, size, "optimizer state checksum %s, stored %s", checksum,
+                                 c->state_checksum);
+                        return -EUCLEAN;
+                }
+        }
         if (ret_model)
                 *ret_model = TAKE_PTR(model);
+        if (ret_state)
+                *ret_state = TAKE_PTR(state);
         return 0;
+}
+
+int checkpoint_verify(const Checkpoint *c, Model **ret_model, char *problem, size_t size) {
+        return checkpoint_verify_full(c, ret_model, NULL, problem, size);
 }
 
 int server_store_load_newest_good(sqlite3 *db, const char *path, Checkpoint *ret, Model **ret_model) {

@@ -31,28 +31,45 @@ typedef struct Checkpoint {
         size_t size;
         char checksum[MODEL_CHECKSUM_STRING_MAX];
         uint64_t created_ms;            /* Unix ms */
+        /* The server optimizer's state after this model (server-optimizer.h),
+         * FeatureMapList bytes like the model; NULL when it keeps none. */
+        uint8_t *state;
+        size_t state_size;
+        char state_checksum[MODEL_CHECKSUM_STRING_MAX];     /* "" without a state */
 } Checkpoint;
 
 void checkpoint_done(Checkpoint *c);
 
-/* Stores the model of an iteration (replacing one of the same iteration) and
- * deletes all but the newest `keep` checkpoints, in one transaction. Newest
- * means last written, which is also the highest iteration unless a job was
- * started anew. */
+/* The optimizer's state to store with a checkpoint, in the same transaction
+ * (a row of its own table, optimizer_states, beside the checkpoint's);
+ * NULL: none. */
+typedef struct CheckpointState {
+        const uint8_t *bytes;
+        size_t size;
+        const char *checksum;
+} CheckpointState;
+
+/* Stores the model of an iteration and its state (replacing those of the
+ * same iteration) and deletes all but the newest `keep` checkpoints with
+ * their states, in one transaction. Newest means last written, which is
+ * also the highest iteration unless a job was started anew. */
 int server_store_save_checkpoint(sqlite3 *db, uint32_t iteration, const uint8_t *model, size_t size,
-                                 const char *checksum, uint32_t keep);
+                                 const char *checksum, const CheckpointState *state, uint32_t keep);
 /* Undoes a checkpoint the scheduler did not commit (its iteration was
  * abandoned after this server aggregated it): deletes `drop` and writes the
- * model of `iteration` again as the newest, in one transaction. */
+ * model of `iteration` (and its state) again as the newest, in one
+ * transaction. */
 int server_store_rollback(sqlite3 *db, uint32_t drop, uint32_t iteration, const uint8_t *model, size_t size,
-                          const char *checksum, uint32_t keep);
+                          const char *checksum, const CheckpointState *state, uint32_t keep);
 /* 1 and the checkpoint, or 0 when there is none (of that iteration). */
 int server_store_load_newest(sqlite3 *db, Checkpoint *ret);
 int server_store_load_checkpoint(sqlite3 *db, uint32_t iteration, Checkpoint *ret);
 /* Whether a checkpoint's bytes decode into a model whose checksum is the stored
- * one: 0 and the model (when ret_model), else -EUCLEAN with what is wrong in
- * problem, or -ENOMEM. */
+ * one, and so do its state's: 0 and the model (when ret_model) and the
+ * state (when ret_state; NULL without one), else -EUCLEAN with what is
+ * wrong in problem, or -ENOMEM. */
 int checkpoint_verify(const Checkpoint *c, Model **ret_model, char *problem, size_t size);
+int checkpoint_verify_full(const Checkpoint *c, Model **ret_model, Model **ret_state, char *problem, size_t size);
 /* The newest checkpoint that passes checkpoint_verify(): 1, it and its decoded
  * model; 0 when none does. Each damaged one passed over is logged as a warning
  * naming its iteration (and path, the database's name in the messages); it is

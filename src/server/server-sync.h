@@ -11,13 +11,15 @@
 #include "server-model.h"
 
 /* Model sync (wire-protocol.h, "Elastic scaling"): every WIRE_ITERATION names
- * the model the cluster last committed. A server whose own model differs
- * (it joined by scale-out, was down while an iteration committed, lost its
- * state directory) answers devices with the safemode text, takes the model
- * from a peer (GET /model on the peer's device port, peers tried in rank
- * order, with back-off), checks its checksum against the announced one,
- * checkpoints and serves it, and tells the scheduler WIRE_SYNCED. A server
- * in sync says WIRE_SYNCED too, once per announced model and connection. */
+ * the model the cluster last committed, and the server optimizer's state
+ * that goes with it. A server whose own model or state differs (it joined
+ * by scale-out, was down while an iteration committed, lost its state
+ * directory) answers devices with the safemode text, takes the model from
+ * a peer (GET /model on the peer's device port, peers tried in rank order,
+ * with back-off) and its state (GET /model/state?iteration=N from the same
+ * peer), checks both checksums against the announced ones, checkpoints and
+ * serves them, and tells the scheduler WIRE_SYNCED. A server in sync says
+ * WIRE_SYNCED too, once per announced model and connection. */
 
 typedef struct Manager Manager;
 
@@ -35,10 +37,17 @@ typedef struct ServerSync {
         sd_event_source *retry_timer;
 
         /* The cluster's model, as the scheduler last announced it; announced
-         * is false until then, and with a scheduler that does not name it. */
+         * is false until then, and with a scheduler that does not name it.
+         * With it the checksum of the optimizer state that goes with it
+         * (has_state false: not announced, not compared). */
         bool announced;
         uint32_t model_iteration;
         char model_checksum[MODEL_CHECKSUM_STRING_MAX];     /* "": the initial model */
+        bool has_state;
+        char state_checksum[MODEL_CHECKSUM_STRING_MAX];     /* "": none */
+        /* A model taken from a peer, checked, while its state is fetched. */
+        Model *fetched;
+        size_t fetched_size;
 
         bool in_sync;                   /* the rounds may serve devices */
         bool logged;                    /* the state of this target was logged */
@@ -47,10 +56,13 @@ typedef struct ServerSync {
         uint64_t backoff_usec;
         uint32_t peer_rank;             /* the peer asked last, for log lines */
         char peer_node_id[NODE_ID_MAX];
+        char peer_address[64];          /* and where its state is asked for */
+        uint32_t peer_port;
 
         bool reported;                  /* WIRE_SYNCED sent for this target on this connection */
         uint32_t reported_iteration;
         char reported_checksum[MODEL_CHECKSUM_STRING_MAX];
+        char reported_state_checksum[MODEL_CHECKSUM_STRING_MAX];
 } ServerSync;
 
 #define SYNC_GET_TIMEOUT_USEC (120U * USEC_PER_SEC)
@@ -78,8 +90,11 @@ bool manager_model_syncing(const Manager *m);
 /* Pure helpers, exposed for the tests. */
 /* "" or 16 hex digits (stored lowercase in ret); -EBADMSG otherwise. */
 int sync_checksum_parse(const char *s, char ret[static MODEL_CHECKSUM_STRING_MAX]);
+/* state_checksum NULL: the state is not compared. */
 SyncVerdict sync_compare(const ServerModel *model, const ServerModel *previous, uint32_t current_iteration,
-                         uint32_t model_iteration, const char *model_checksum);
+                         uint32_t model_iteration, const char *model_checksum, const char *state_checksum);
+/* http://ADDRESS:PORT/model/state?iteration=N for the same addresses. */
+int sync_peer_state_url(const char *address, uint32_t port, uint32_t iteration, char ret[static SYNC_URL_MAX]);
 /* http://ADDRESS:PORT/model for a numeric IPv4 or IPv6 address; -EINVAL for
  * anything else. */
 int sync_peer_url(const char *address, uint32_t port, char ret[static SYNC_URL_MAX]);

@@ -54,9 +54,11 @@
  *                      server's log: it holds those and no others. Until it
  *                      has said so it is in no aggregation ring.
  *   WIRE_AGGREGATE_DONE {"iteration":u, "checksum":s, "data_size":u64,
- *                        "updates":u}
+ *                        "updates":u, "state_checksum":s}
  *                      the server holds (and has checkpointed) the new model
- *                      of "iteration"; checksum is fl_model_checksum() in hex.
+ *                      of "iteration"; checksum is fl_model_checksum() in hex,
+ *                      state_checksum that of the server optimizer's state
+ *                      after it ("" when it keeps none; absent means "").
  *
  * scheduler -> server
  *   WIRE_ADMIT_REPLY   {"req":u, "state":s, "retcode":u, "reason":s,
@@ -94,11 +96,17 @@
  *                      number ended without a new model: servers drop their
  *                      running sums of it.
  *   WIRE_AGGREGATE     {"iteration":u, "attempt":u, "ring":[{"rank":u,
- *                       "node_id":s, "address":s, "peer_port":u}, ...]}
+ *                       "node_id":s, "address":s, "peer_port":u}, ...],
+ *                       "optimizer":{"server_optimizer":s,
+ *                       "server_learning_rate":x, "server_momentum":x,
+ *                       "server_beta1":x, "server_beta2":x, "server_tau":x}}
  *                      end the iteration: all-reduce the running sums and the
- *                      data_size total over the ring (in this order), compute
- *                      and checkpoint the new model, answer AGGREGATE_DONE.
- *                      When every server has answered with the same checksum,
+ *                      data_size total over the ring (in this order), apply
+ *                      the optimizer's step (docs/training.md; without
+ *                      "optimizer", the job's) to the average, checkpoint the
+ *                      new model with the optimizer's state, answer
+ *                      AGGREGATE_DONE.
+ *                      When every server has answered with the same checksums,
  *                      and updates and data_size are what it counted, the
  *                      scheduler commits iteration+1 (WIRE_ITERATION). A
  *                      ring that loses a member is asked for again, with a
@@ -110,17 +118,23 @@
  *
  * WIRE_ITERATION also carries "model_iteration":u and "model_checksum":s,
  * the model the cluster last committed ("" while it is the initial model,
- * which every server loads from --model_path). A server whose own model
- * differs (it joined by scale-out, or was down while an iteration
- * committed) answers devices with the safemode text, downloads the model
- * from a peer (GET /model on its device port, the peers are in
- * WIRE_MEMBERS), checks the checksum, checkpoints it, and reports:
+ * which every server loads from --model_path), and "state_checksum":s, the
+ * server optimizer's state committed with it ("" for none). A server whose
+ * own model or state differs (it joined by scale-out, or was down while an
+ * iteration committed) answers devices with the safemode text, downloads
+ * the model from a peer (GET /model on its device port, the peers are in
+ * WIRE_MEMBERS) and the state (GET /model/state?iteration=N), checks the
+ * checksums, checkpoints them, and reports:
  *
  * server -> scheduler
- *   WIRE_SYNCED        {"model_iteration":u, "model_checksum":s}
- *                      this server now holds the cluster's model. Also sent
- *                      right after registering when it already does
- *                      (WIRE_REGISTER carries "model_checksum":s too).
+ *   WIRE_SYNCED        {"model_iteration":u, "model_checksum":s,
+ *                       "state_checksum":s}
+ *                      this server now holds the cluster's model (and its
+ *                      state). Also sent right after registering when it
+ *                      already does (WIRE_REGISTER carries "model_checksum":s
+ *                      too). While the cluster names no model yet, the
+ *                      first server to report gives the initial model and
+ *                      state.
  *
  * The scheduler puts only servers in sync into an aggregation ring; a
  * scale-out is complete when every new server is registered and in sync.
