@@ -519,6 +519,53 @@ static void test_training_deterministic(void **state) {
         }
 }
 
+static double distance(const Model *a, const Model *b) {
+        double s = 0;
+
+        for (size_t t = 0; t < a->n_tensors; t++)
+                for (size_t i = 0; i < a->tensors[t].size; i++) {
+                        double d = (double) a->tensors[t].data[i] - (double) b->tensors[t].data[i];
+                        s += d * d;
+                }
+        return sqrt(s);
+}
+
+/* FedProx: the proximal term holds the weights near where training started;
+ * the first step (w = w0) is the same with and without it. */
+static void test_training_proximal(void **state) {
+        _cleanup_(dataset_freep) Dataset *d = toy_dataset(96, 51);
+        _cleanup_(model_freep) Model *w0 = NULL, *plain = NULL, *prox = NULL, *one_a = NULL, *one_b = NULL;
+        _cleanup_free_ uint32_t *idx = iota(96);
+        TrainPlan plan = TRAIN_PLAN_DEFAULT;
+        double dp, dx;
+
+        plan.momentum = 0.0f;
+        plan.epochs = 4;
+        assert_int_equal(lenet5_init(&w0, 4), 0);
+        assert_int_equal(model_copy(&plain, w0), 0);
+        assert_int_equal(model_copy(&prox, w0), 0);
+        assert_int_equal(device_train(plain, d, idx, 96, &plan, 7, NULL), 0);
+        plan.prox_mu = 50.0f;           /* lr * mu = 0.5: a strong pull back to w0 */
+        assert_int_equal(device_train(prox, d, idx, 96, &plan, 7, NULL), 0);
+        dp = distance(plain, w0);
+        dx = distance(prox, w0);
+        print_message("|w - w0|: %.4f without the proximal term, %.4f with mu 50\n", dp, dx);
+        assert_true(dp > 0 && dx < 0.5 * dp);
+
+        /* One step from w0: the term is zero there. */
+        plan.epochs = 1;
+        plan.mini_batch = 96;
+        assert_int_equal(model_copy(&one_a, w0), 0);
+        assert_int_equal(model_copy(&one_b, w0), 0);
+        plan.prox_mu = 0.0f;
+        assert_int_equal(device_train(one_a, d, idx, 96, &plan, 8, NULL), 0);
+        plan.prox_mu = 50.0f;
+        assert_int_equal(device_train(one_b, d, idx, 96, &plan, 8, NULL), 0);
+        for (size_t i = 0; i < LENET5_N_TENSORS; i++)
+                assert_memory_equal(one_a->tensors[i].data, one_b->tensors[i].data,
+                                    one_a->tensors[i].size * sizeof(float));
+}
+
 static void test_training_refusals(void **state) {
         _cleanup_(dataset_freep) Dataset *d = toy_dataset(10, 41);
         _cleanup_(model_freep) Model *m = NULL, *other = NULL;
@@ -538,6 +585,10 @@ static void test_training_refusals(void **state) {
         plan = good, plan.lr = -0.1f;
         assert_int_equal(device_train(m, d, idx, 10, &plan, 1, NULL), -EINVAL);
         plan = good, plan.momentum = 1.0f;
+        assert_int_equal(device_train(m, d, idx, 10, &plan, 1, NULL), -EINVAL);
+        plan = good, plan.prox_mu = -1.0f;
+        assert_int_equal(device_train(m, d, idx, 10, &plan, 1, NULL), -EINVAL);
+        plan = good, plan.prox_mu = NAN;
         assert_int_equal(device_train(m, d, idx, 10, &plan, 1, NULL), -EINVAL);
         assert_int_equal(device_train(m, d, idx, 0, &good, 1, NULL), -EINVAL);
         idx[9] = 10;                                            /* out of range */
@@ -569,6 +620,7 @@ int main(void) {
                 cmocka_unit_test(test_network_gradient),
                 cmocka_unit_test(test_training_learns),
                 cmocka_unit_test(test_training_deterministic),
+                cmocka_unit_test(test_training_proximal),
                 cmocka_unit_test(test_training_refusals),
         };
 

@@ -107,9 +107,17 @@ out:
         return r;
 }
 
+/* FedProx's mu, in Aggregation.weights[0] (docs/training.md); 0 when the
+ * plan has no weights. */
+static float plan_prox_mu(const FlFLPlan *p) {
+        return p->aggregation && p->aggregation->n_weights >= 1 ? p->aggregation->weights[0] : 0.0f;
+}
+
 static int plan_from_message(const FlFLPlan *p, float momentum, TrainPlan *ret) {
+        float mu = plan_prox_mu(p);
+
         if (p->epochs < 1 || p->epochs > PLAN_EPOCHS_MAX || p->mini_batch < 1 ||
-            !isfinite(p->lr) || p->lr <= 0.0f)
+            !isfinite(p->lr) || p->lr <= 0.0f || !isfinite(mu) || mu < 0.0f || mu > TRAIN_PROX_MU_MAX)
                 return -EBADMSG;
         *ret = (TrainPlan) {
                 .epochs = (unsigned) p->epochs,
@@ -117,6 +125,7 @@ static int plan_from_message(const FlFLPlan *p, float momentum, TrainPlan *ret) 
                 .lr = p->lr,
                 .momentum = momentum,
                 .shuffle = p->shuffle,
+                .prox_mu = mu,
         };
         return 0;
 }
@@ -130,9 +139,10 @@ static int accept_selection(Device *d, DeviceContext *ctx, const FlResponseFLJob
         r = plan_from_message(resp->fl_plan_config, ctx->momentum, &d->plan);
         if (r < 0)
                 return log_error_errno(r, "Device %zu: %s sent an unusable plan (epochs %" PRIi32
-                                       ", mini_batch %" PRIi32 ", lr %g).", d->index, url,
+                                       ", mini_batch %" PRIi32 ", lr %g, fedprox_mu %g).", d->index, url,
                                        resp->fl_plan_config->epochs, resp->fl_plan_config->mini_batch,
-                                       (double) resp->fl_plan_config->lr);
+                                       (double) resp->fl_plan_config->lr,
+                                       (double) plan_prox_mu(resp->fl_plan_config));
         if (!maps_are_lenet5(resp->feature_map, resp->n_feature_map))
                 return log_error_errno(-EBADMSG, "Device %zu: the model %s sent is not LeNet-5 "
                                        "(%zu tensors; see fl-client init-model).", d->index, url,

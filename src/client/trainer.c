@@ -40,28 +40,37 @@ static bool plan_is_valid(const TrainPlan *p) {
         return p->epochs >= 1 && p->epochs <= TRAIN_MAX_EPOCHS &&
                p->mini_batch >= 1 &&
                isfinite(p->lr) && p->lr > 0.0f &&
-               isfinite(p->momentum) && p->momentum >= 0.0f && p->momentum < 1.0f;
+               isfinite(p->momentum) && p->momentum >= 0.0f && p->momentum < 1.0f &&
+               isfinite(p->prox_mu) && p->prox_mu >= 0.0f && p->prox_mu <= TRAIN_PROX_MU_MAX;
 }
 
 /* v = momentum * v + g; w -= lr * v: MindSpore's Momentum (and PyTorch's
- * SGD), without Nesterov. With momentum 0 this is plain SGD. */
-static void sgd_step(Model *m, Model *velocity, const Model *grad, float lr, float momentum) {
+ * SGD), without Nesterov. With momentum 0 this is plain SGD. With an
+ * anchor w0 (FedProx), g is the gradient of loss + (mu / 2) |w - w0|^2. */
+static void sgd_step(Model *m, Model *velocity, const Model *grad, float lr, float momentum, const Model *anchor,
+                     float mu) {
         for (size_t t = 0; t < m->n_tensors; t++) {
                 float *w = m->tensors[t].data, *v = velocity->tensors[t].data;
-                const float *g = grad->tensors[t].data;
+                const float *g = grad->tensors[t].data, *w0 = anchor ? anchor->tensors[t].data : NULL;
                 size_t n = m->tensors[t].size;
 
-                for (size_t i = 0; i < n; i++) {
-                        v[i] = momentum * v[i] + g[i];
-                        w[i] -= lr * v[i];
-                }
+                if (w0)
+                        for (size_t i = 0; i < n; i++) {
+                                v[i] = momentum * v[i] + (g[i] + mu * (w[i] - w0[i]));
+                                w[i] -= lr * v[i];
+                        }
+                else
+                        for (size_t i = 0; i < n; i++) {
+                                v[i] = momentum * v[i] + g[i];
+                                w[i] -= lr * v[i];
+                        }
         }
 }
 
 int device_train(Model *m, const Dataset *d, const uint32_t *indices, size_t n, const TrainPlan *plan,
                  uint64_t seed, TrainStats *ret) {
         _cleanup_(lenet5_work_freep) Lenet5Work *w = NULL;
-        _cleanup_(model_freep) Model *grad = NULL, *velocity = NULL;
+        _cleanup_(model_freep) Model *grad = NULL, *velocity = NULL, *anchor = NULL;
         _cleanup_free_ uint32_t *order = NULL;
         TrainStats stats = {};
         size_t batch;
@@ -89,6 +98,11 @@ int device_train(Model *m, const Dataset *d, const uint32_t *indices, size_t n, 
         r = model_new_like(&velocity, m);
         if (r < 0)
                 return r;
+        if (plan->prox_mu > 0.0f) {
+                r = model_copy(&anchor, m);
+                if (r < 0)
+                        return r;
+        }
         order = malloc(n * sizeof(uint32_t));
         if (!order)
                 return -ENOMEM;
@@ -115,7 +129,7 @@ int device_train(Model *m, const Dataset *d, const uint32_t *indices, size_t n, 
                         r = lenet5_backward(w, m, grad);
                         if (r < 0)
                                 return r;
-                        sgd_step(m, velocity, grad, plan->lr, plan->momentum);
+                        sgd_step(m, velocity, grad, plan->lr, plan->momentum, anchor, plan->prox_mu);
 
                         loss_sum += loss;
                         correct_sum += correct;

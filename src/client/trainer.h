@@ -17,7 +17,13 @@ typedef struct TrainPlan {
         float lr;               /* FLPlan.lr (client_learning_rate), > 0 */
         float momentum;         /* 0 for plain SGD; MindSpore's LeNet demo uses 0.9 */
         bool shuffle;           /* FLPlan.shuffle: a new order every epoch */
+        /* FedProx (Li et al. 2020): (mu / 2) |w - w0|^2 added to the loss, w0
+         * the model training starts from; 0: off. The plan's
+         * Aggregation.weights[0] (docs/training.md). */
+        float prox_mu;
 } TrainPlan;
+
+#define TRAIN_PROX_MU_MAX 1000.0f
 
 /* What we recommend for the plan: 1 epoch of batches of 32 at lr 0.01,
  * with momentum 0.9 on the device. Measured on 2 cores: 8 IID devices of
@@ -42,7 +48,8 @@ typedef struct TrainStats {
 /* Trains m in place on d's examples indices[0..n): epochs x ceil(n /
  * mini_batch) steps (the last batch of an epoch may be short, so that a
  * device with fewer examples than a batch still learns; a mini_batch over
- * LENET5_MAX_BATCH is taken as LENET5_MAX_BATCH). The momentum
+ * LENET5_MAX_BATCH is taken as LENET5_MAX_BATCH). With prox_mu, each step's
+ * gradient gets mu * (w - w0), w0 being m as it was passed in. The momentum
  * starts from zero on every call, as a device starts every iteration from
  * the global model alone. Deterministic: the same model, examples, plan and
  * seed give the same bytes (OpenBLAS runs single-threaded here; devices run
