@@ -15,6 +15,7 @@
 #include "fl-model-io.h"
 #include "lenet5.h"
 #include "log.h"
+#include "rng.h"
 #include "util.h"
 
 /* The test set is evaluated in this many slices, whatever --threads is, so
@@ -42,6 +43,15 @@ typedef struct Run {
         size_t selected;                /* devices training in this iteration */
         atomic_size_t trained;
 
+        /* Partial participation (client-run.h): the order devices ask in this
+         * round, the ones asking now, and how many were admitted last time. */
+        uint64_t round;
+        uint64_t examples;              /* the accepted updates' data_size, summed */
+        uint32_t *order;
+        const uint32_t *asking;
+        size_t n_asking;
+        size_t admitted_last;
+
         /* The evaluation in flight. */
         const Model *eval_model;
         double eval_accuracy[EVAL_SLICES], eval_loss[EVAL_SLICES];
@@ -59,6 +69,7 @@ static void run_done(Run *run) {
         free(run->http);
         client_http_free(run->driver);
         model_cache_done(&run->ctx.cache);
+        free(run->order);
         free(run->devices);
         partition_free(run->partition);
         dataset_free(run->train);
@@ -91,7 +102,8 @@ static int run_setup(Run *run) {
         if (getrandom(&tag, sizeof tag, 0) != (ssize_t) sizeof tag)
                 tag = (uint32_t) (now_usec(CLOCK_REALTIME) ^ (uint64_t) getpid());
         run->devices = calloc(o->n_devices, sizeof(Device));
-        if (!run->devices)
+        run->order = calloc(o->n_devices, sizeof(uint32_t));
+        if (!run->devices || !run->order)
                 return log_oom();
         for (size_t k = 0; k < o->n_devices; k++) {
                 Device *d = run->devices + k;
@@ -137,7 +149,7 @@ static int run_setup(Run *run) {
                 if (fstat(fileno(run->csv), &st) < 0)
                         return log_error_errno(negative_errno(), "Failed to stat %s: %m", o->csv_path);
                 if (st.st_size == 0)
-                        fputs("iteration,devices,test_accuracy,test_loss,seconds\n", run->csv);
+                        fputs("iteration,devices,test_accuracy,test_loss,seconds,participants\n", run->csv);
         }
         return 0;
 }
@@ -147,7 +159,7 @@ static int run_setup(Run *run) {
 static int task_start(void *userdata, size_t k, size_t worker) {
         Run *run = userdata;
 
-        return device_start_fl_job(run->devices + k, &run->ctx, run->http[worker]);
+        return device_start_fl_job(run->devices + run->asking[k], &run->ctx, run->http[worker]);
 }
 
 static int task_update(void *userdata, size_t k, size_t worker) {
@@ -162,7 +174,10 @@ static int task_update(void *userdata, size_t k, size_t worker) {
 }
 
 static void tick_admit(void *userdata, size_t done, size_t n) {
-        progress_show(&((Run *) userdata)->progress, "asking to join", done, n);
+        Run *run = userdata;
+
+        /* Of all the devices: those of the batches before this one have asked. */
+        progress_show(&run->progress, "asking to join", (size_t) (run->asking - run->order) + done, run->o->n_devices);
 }
 
 static void tick_train(void *userdata, size_t done, size_t n) {
@@ -290,18 +305,37 @@ static int fetch_model(Run *run, int32_t iteration, Model **ret, bool *ret_aband
 
 /* ---------------------------------------------------------------- the table */
 
-static int print_row(Run *run, int32_t iteration, size_t devices, double accuracy, double loss, double seconds) {
+/* A row; without evaluated (--eval-every), "-" for the accuracy and the loss
+ * (empty fields in the CSV, whose last field lists the devices whose
+ * updates were taken, by index, space-separated). */
+static int print_row(Run *run, int32_t iteration, size_t devices, bool evaluated, double accuracy, double loss,
+                     double seconds) {
         progress_clear(&run->progress);
         /* Not before the first row: a run that trains nothing prints nothing. */
         if (!run->printed_header) {
                 printf("%-9s  %-7s  %-13s  %-9s  %s\n", "iteration", "devices", "test-accuracy", "test-loss", "seconds");
                 run->printed_header = true;
         }
-        printf("%-9" PRIi32 "  %-7zu  %-13.4f  %-9.4f  %.1f\n", iteration, devices, accuracy, loss, seconds);
+        if (evaluated)
+                printf("%-9" PRIi32 "  %-7zu  %-13.4f  %-9.4f  %.1f\n", iteration, devices, accuracy, loss, seconds);
+        else
+                printf("%-9" PRIi32 "  %-7zu  %-13s  %-9s  %.1f\n", iteration, devices, "-", "-", seconds);
         if (fflush(stdout) != 0)
                 return log_error_errno(negative_errno(), "Failed to write the table: %m");
         if (run->csv) {
-                fprintf(run->csv, "%" PRIi32 ",%zu,%.6f,%.6f,%.3f\n", iteration, devices, accuracy, loss, seconds);
+                bool first = true;
+
+                if (evaluated)
+                        fprintf(run->csv, "%" PRIi32 ",%zu,%.6f,%.6f,%.3f,", iteration, devices, accuracy, loss,
+                                seconds);
+                else
+                        fprintf(run->csv, "%" PRIi32 ",%zu,,,%.3f,", iteration, devices, seconds);
+                for (size_t k = 0; devices > 0 && k < run->o->n_devices; k++)
+                        if (run->devices[k].state == DEVICE_UPDATED) {
+                                fprintf(run->csv, "%s%zu", first ? "" : " ", k);
+                                first = false;
+                        }
+                fputc('\n', run->csv);
                 if (fflush(run->csv) != 0 || ferror(run->csv))
                         return log_error_errno(negative_errno(), "Failed to write %s: %m", run->o->csv_path);
         }
@@ -317,16 +351,53 @@ typedef struct Admission {
         uint64_t next_req_time;         /* the soonest a refused device may retry, ms */
 } Admission;
 
-/* Every device asks to join; those admitted in the newest iteration train. */
+/* Devices run->order[from..to) ask to join, together. */
+static int ask(Run *run, size_t from, size_t to) {
+        if (from >= to)
+                return 0;
+        run->asking = run->order + from;
+        run->n_asking = to - from;
+        return pool_run_ticking(run->pool, run->n_asking, task_start, run, tick_admit, run, PROGRESS_INTERVAL_USEC);
+}
+
+static bool refused(const Device *d) {
+        return d->state != DEVICE_SELECTED;
+}
+
+/* Every device asks to join (client-run.h has the order); those admitted in
+ * the newest iteration train. */
 static int admit(Run *run, Admission *ret) {
+        size_t n = run->o->n_devices, together = MIN(run->admitted_last, n), k;
         Admission a = { .iteration = -1 };
+        bool full = false;
+        Rng rng;
         int r;
 
-        r = pool_run_ticking(run->pool, run->o->n_devices, task_start, run, tick_admit, run, PROGRESS_INTERVAL_USEC);
+        for (k = 0; k < n; k++) {
+                run->order[k] = (uint32_t) k;
+                run->devices[k].state = DEVICE_IDLE;
+        }
+        rng_seed(&rng, rng_derive_seed(rng_derive_seed(run->o->seed, UINT64_C(0x6f72646572)), run->round));
+        rng_shuffle_u32(&rng, run->order, n);
+
+        /* As many as last time together (they are all admitted, unless the
+         * threshold went down), then one at a time until one is refused. */
+        r = ask(run, 0, together);
+        if (r < 0)
+                return r;
+        for (k = 0; k < together; k++)
+                full = full || refused(run->devices + run->order[k]);
+        for (k = together; k < n && !full; k++) {
+                r = ask(run, k, k + 1);
+                if (r < 0)
+                        return r;
+                full = refused(run->devices + run->order[k]);
+        }
+        r = ask(run, k, n);
         if (r < 0)
                 return r;
 
-        for (size_t k = 0; k < run->o->n_devices; k++) {
+        for (k = 0; k < n; k++) {
                 Device *d = run->devices + k;
 
                 if (d->state == DEVICE_SELECTED && d->iteration > a.iteration) {
@@ -340,7 +411,7 @@ static int admit(Run *run, Admission *ret) {
         }
         /* Admitted in an iteration that has already moved on: its update
          * would be refused. */
-        for (size_t k = 0; k < run->o->n_devices; k++) {
+        for (k = 0; k < n; k++) {
                 Device *d = run->devices + k;
 
                 if (d->state != DEVICE_SELECTED)
@@ -350,21 +421,33 @@ static int admit(Run *run, Admission *ret) {
                 else
                         a.selected++;
         }
+        if (a.selected > 0)
+                run->admitted_last = a.selected;
         *ret = a;
         return 0;
 }
 
-static int run_iteration(Run *run, int32_t *ret_iteration, int32_t *ret_plan_iterations, bool *ret_finished) {
+/* Whether the model of iteration (the done-th of this run, 1-based) is
+ * evaluated: --eval-every's multiples, and the last of the run always. */
+static bool evaluate_now(const RunOptions *o, int32_t iteration, int32_t plan_iterations, unsigned done) {
+        bool last = o->iterations > 0 ? done >= o->iterations : plan_iterations > 0 && iteration >= plan_iterations;
+
+        return last || o->eval_every <= 1 || (uint32_t) iteration % o->eval_every == 0;
+}
+
+static int run_iteration(Run *run, unsigned done, int32_t *ret_iteration, int32_t *ret_plan_iterations,
+                         bool *ret_finished) {
         uint64_t start = now_usec(CLOCK_MONOTONIC), deadline = start + run->o->timeout_usec;
         _cleanup_(model_freep) Model *m = NULL;
         size_t updated = 0, finished = 0;
-        double accuracy, loss;
-        bool abandoned = false;
+        double accuracy = 0, loss = 0;
+        bool abandoned = false, evaluated;
         Admission a;
         int r;
 
         *ret_finished = false;
         progress_begin(&run->progress);
+        run->round++;
         for (;;) {
                 uint64_t wait = 500 * USEC_PER_MSEC, now_ms;
 
@@ -421,13 +504,20 @@ static int run_iteration(Run *run, int32_t *ret_iteration, int32_t *ret_plan_ite
                             "came in); the model is unchanged.", a.iteration);
                 updated = 0;
         }
+        for (size_t k = 0; !abandoned && k < run->o->n_devices; k++)
+                if (run->devices[k].state == DEVICE_UPDATED)
+                        run->examples += run->devices[k].n_examples;
 
         log_debug("Iteration %" PRIi32 ": model received after %.2f s.", a.iteration,
                   (double) (now_usec(CLOCK_MONOTONIC) - start) / (double) USEC_PER_SEC);
-        r = evaluate(run, m, &accuracy, &loss);
-        if (r < 0)
-                return log_error_errno(r, "Failed to evaluate the model of iteration %" PRIi32 ": %m", a.iteration);
-        r = print_row(run, a.iteration, updated, accuracy, loss,
+        evaluated = evaluate_now(run->o, a.iteration, a.plan_iterations, done + 1);
+        if (evaluated) {
+                r = evaluate(run, m, &accuracy, &loss);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to evaluate the model of iteration %" PRIi32 ": %m",
+                                               a.iteration);
+        }
+        r = print_row(run, a.iteration, updated, evaluated, accuracy, loss,
                       (double) (now_usec(CLOCK_MONOTONIC) - start) / (double) USEC_PER_SEC);
         if (r < 0)
                 return r;
@@ -456,20 +546,24 @@ int client_run(const RunOptions *o) {
                 int32_t iteration = -1, plan_iterations = 0;
                 bool finished;
 
-                r = run_iteration(&run, &iteration, &plan_iterations, &finished);
+                r = run_iteration(&run, done, &iteration, &plan_iterations, &finished);
                 if (r < 0)
                         return r;
                 if (finished) {
                         if (done == 0)
                                 return log_error_errno(-ESHUTDOWN, "The training job is disabled or finished: "
                                                        "no iteration to take part in.");
-                        log_info("The training job is finished.");
+                        log_info("The training job is finished; the devices' updates held %" PRIu64
+                                 " examples in all.", run.examples);
                         return 0;
                 }
                 done++;
 
                 if (o->iterations > 0 ? done >= o->iterations :
-                                        plan_iterations > 0 && iteration >= plan_iterations)
+                                        plan_iterations > 0 && iteration >= plan_iterations) {
+                        log_info("%u iterations; the devices' updates held %" PRIu64 " examples in all.", done,
+                                 run.examples);
                         return 0;
+                }
         }
 }

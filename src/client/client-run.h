@@ -7,7 +7,17 @@
 #include "partition.h"
 
 /* fl-client train: K simulated devices on Fashion-MNIST against a cluster,
- * one table row per iteration (see fl-client(1)). */
+ * one table row per iteration (see fl-client(1)).
+ *
+ * Partial participation, as phones take part: each iteration every device
+ * asks to join, in an order drawn from the seed and the iteration's number
+ * in this run, so that with the same seed the same devices are admitted.
+ * They ask one at a time until one is turned away (the iteration is full),
+ * except the first as many as were admitted last time, who ask together;
+ * the rest then ask together and are turned away with a next_req_time. A
+ * refused device comes back when next_req_time has passed or the iteration
+ * that refused it is over, whichever is first (a simulation does not idle
+ * through windows that closed early). */
 
 typedef struct RunOptions {
         ServerList servers;
@@ -22,6 +32,7 @@ typedef struct RunOptions {
         const char *fl_name;
         float momentum;
         uint64_t timeout_usec;          /* the longest any one wait may take */
+        unsigned eval_every;            /* evaluate iterations that are multiples of it (and the last); >= 1 */
 } RunOptions;
 
 /* Returns 0 when the job's iterations (or --iterations of them) are done;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "client-central.h"
 #include "client-plot.h"
 #include "client-run.h"
 #include "fashion-mnist.h"
@@ -24,13 +25,22 @@
 #define PLOT_HEIGHT_DEFAULT 500
 #define PLOT_SIZE_MIN 200
 #define PLOT_SIZE_MAX 8000
+#define SAMPLES_MAX (UINT64_C(1) << 40)
 
 typedef enum Verb {
         VERB_NONE,
         VERB_INIT_MODEL,
         VERB_TRAIN,
         VERB_PLOT,
+        VERB_CENTRAL,
+        _VERB_MAX,
 } Verb;
+
+/* Which verbs take an option (a bit per verb). */
+#define FOR_INIT (1U << VERB_INIT_MODEL)
+#define FOR_TRAIN (1U << VERB_TRAIN)
+#define FOR_PLOT (1U << VERB_PLOT)
+#define FOR_CENTRAL (1U << VERB_CENTRAL)
 
 typedef struct Options {
         Verb verb;
@@ -47,17 +57,20 @@ typedef struct Options {
         const char *fl_name;
         double momentum;
         uint64_t timeout_sec;
+        unsigned eval_every;
         size_t width, height;           /* plot */
         const char *title;
-        unsigned train_only;            /* train options given: a usage error for the others */
-        unsigned plot_only;             /* plot options given */
-        unsigned init_only;             /* --arch, --seed */
+        uint64_t samples;               /* central */
+        double lr;
+        size_t batch_size;
+        const char *not_for[_VERB_MAX]; /* per verb: the first option given it does not take */
 } Options;
 
 static void help(void) {
         printf("%1$s init-model [--arch=lenet5] [--seed=N] -o FILE\n"
                "%1$s train --servers=URL[,URL...] --devices=K [OPTIONS...]\n"
                "%1$s plot --csv=FILE -o FILE.png [--width=N] [--height=N] [--title=TEXT]\n"
+               "%1$s central [--samples=N] [OPTIONS...]\n"
                "\n"
                "Simulate federated-learning devices that train LeNet-5 on Fashion-MNIST\n"
                "through a flcluster (or MindSpore Federated) cluster.\n"
@@ -68,6 +81,8 @@ static void help(void) {
                "                        the test accuracy of each iteration's model (with a\n"
                "                        live progress line when the output is a terminal)\n"
                "  plot                  Draw the accuracy and loss of a --csv table as a PNG\n"
+               "  central               Train one model on the whole training set with the\n"
+               "                        devices' trainer, the reference for a federated run\n"
                "\n"
                "Options:\n"
                "  -h --help             Show this help and exit\n"
@@ -75,22 +90,29 @@ static void help(void) {
                "     --arch=ARCH        init-model: the architecture (only lenet5)\n"
                "  -o --output=FILE      init-model: where to write the model;\n"
                "                        train: also write the last global model there;\n"
-               "                        plot: the PNG to write\n"
-               "     --seed=N           Initial weights, data split and training (default 1)\n"
+               "                        plot: the PNG to write; central: the trained model\n"
+               "     --seed=N           Initial weights, data split, training and which\n"
+               "                        devices take part (default 1)\n"
                "     --servers=URLS     train: the servers, http://HOST:PORT, comma-separated\n"
                "     --devices=K        train: how many devices to simulate\n"
                "     --partition=SPLIT  train: iid or dirichlet:ALPHA (default iid)\n"
-               "     --data=DIR         train: the Fashion-MNIST files (default %2$s)\n"
+               "     --data=DIR         train, central: the Fashion-MNIST files\n"
+               "                        (default %2$s)\n"
                "     --iterations=N     train: stop after N iterations (default: the job's)\n"
-               "     --csv=FILE         train: append the table to FILE as CSV;\n"
+               "     --eval-every=N     train: evaluate the model of every Nth iteration\n"
+               "                        (and the last; default 1)\n"
+               "     --csv=FILE         train, central: append the table to FILE as CSV;\n"
                "                        plot: the table to draw\n"
                "     --width=N          plot: the picture's width in pixels (default %4$d)\n"
                "     --height=N         plot: its height (default %5$d)\n"
                "     --title=TEXT       plot: its title\n"
                "     --threads=N        train: devices that train at once (default: CPUs)\n"
                "     --fl-name=NAME     train: fl_name in the requests (default Lenet)\n"
-               "     --momentum=M       train: SGD momentum of the devices (default 0.9)\n"
+               "     --momentum=M       train, central: SGD momentum (default 0.9)\n"
                "     --timeout=SEC      train: the longest wait for a server (default %3$d)\n"
+               "     --samples=N        central: training samples in all (default 60000)\n"
+               "     --lr=LR            central: SGD learning rate (default 0.01)\n"
+               "     --batch-size=B     central: mini-batch size (default 32)\n"
                "  -v --verbose          Log debug messages\n"
                "\n"
                "See the %1$s(1) man page for details.\n",
@@ -111,6 +133,13 @@ static int parse_size(const char *s, size_t min, size_t max, size_t *ret) {
         return 0;
 }
 
+static const char *option_name(const struct option *options, int c) {
+        for (; options->name; options++)
+                if (options->val == c)
+                        return options->name;
+        return "?";
+}
+
 static int parse_argv(int argc, char *argv[], Options *o) {
         enum {
                 ARG_VERSION = 0x100,
@@ -129,6 +158,10 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 ARG_WIDTH,
                 ARG_HEIGHT,
                 ARG_TITLE,
+                ARG_EVAL_EVERY,
+                ARG_SAMPLES,
+                ARG_LR,
+                ARG_BATCH_SIZE,
         };
         static const struct option options[] = {
                 { "help",       no_argument,       NULL, 'h'            },
@@ -150,7 +183,22 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 { "width",      required_argument, NULL, ARG_WIDTH      },
                 { "height",     required_argument, NULL, ARG_HEIGHT     },
                 { "title",      required_argument, NULL, ARG_TITLE      },
+                { "eval-every", required_argument, NULL, ARG_EVAL_EVERY },
+                { "samples",    required_argument, NULL, ARG_SAMPLES    },
+                { "lr",         required_argument, NULL, ARG_LR         },
+                { "batch-size", required_argument, NULL, ARG_BATCH_SIZE },
                 {}
+        };
+        /* The verbs each option is for; the others (-o, -v) are for every verb. */
+        static const struct { int arg; unsigned verbs; } for_verbs[] = {
+                { ARG_ARCH, FOR_INIT }, { ARG_SEED, FOR_INIT | FOR_TRAIN | FOR_CENTRAL },
+                { ARG_SERVERS, FOR_TRAIN }, { ARG_DEVICES, FOR_TRAIN }, { ARG_PARTITION, FOR_TRAIN },
+                { ARG_ITERATIONS, FOR_TRAIN }, { ARG_THREADS, FOR_TRAIN }, { ARG_FL_NAME, FOR_TRAIN },
+                { ARG_TIMEOUT, FOR_TRAIN }, { ARG_EVAL_EVERY, FOR_TRAIN },
+                { ARG_DATA, FOR_TRAIN | FOR_CENTRAL }, { ARG_MOMENTUM, FOR_TRAIN | FOR_CENTRAL },
+                { ARG_CSV, FOR_TRAIN | FOR_CENTRAL | FOR_PLOT },
+                { ARG_WIDTH, FOR_PLOT }, { ARG_HEIGHT, FOR_PLOT }, { ARG_TITLE, FOR_PLOT },
+                { ARG_SAMPLES, FOR_CENTRAL }, { ARG_LR, FOR_CENTRAL }, { ARG_BATCH_SIZE, FOR_CENTRAL },
         };
         size_t n;
         long cpus;
@@ -169,16 +217,18 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 .width = PLOT_WIDTH_DEFAULT,
                 .height = PLOT_HEIGHT_DEFAULT,
                 .title = "fl-client: test accuracy and loss per iteration",
+                .eval_every = 1,
+                .samples = 60000,
+                .lr = TRAIN_PLAN_DEFAULT.lr,
+                .batch_size = TRAIN_PLAN_DEFAULT.mini_batch,
         };
 
         opterr = 0;
         while ((c = getopt_long(argc, argv, ":hvo:", options, NULL)) >= 0) {
-                if (c >= ARG_WIDTH)
-                        o->plot_only++;
-                else if (c >= ARG_SERVERS && c != ARG_CSV)
-                        o->train_only++;
-                else if (c == ARG_ARCH || c == ARG_SEED)
-                        o->init_only++;
+                for (size_t i = 0; i < ELEMENTSOF(for_verbs); i++)
+                        for (Verb v = VERB_INIT_MODEL; for_verbs[i].arg == c && v < _VERB_MAX; v++)
+                                if (!(for_verbs[i].verbs & (1U << v)) && !o->not_for[v])
+                                        o->not_for[v] = option_name(options, c);
                 switch (c) {
                 case 'h':
                         help();
@@ -252,6 +302,23 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 case ARG_TITLE:
                         o->title = optarg;
                         break;
+                case ARG_EVAL_EVERY:
+                        if (parse_size(optarg, 1, INT32_MAX, &n) < 0)
+                                return usage_error("Invalid --eval-every (a positive number of iterations)", optarg);
+                        o->eval_every = (unsigned) n;
+                        break;
+                case ARG_SAMPLES:
+                        if (safe_atou64(optarg, &o->samples) < 0 || o->samples < 1 || o->samples > SAMPLES_MAX)
+                                return usage_error("Invalid number of samples", optarg);
+                        break;
+                case ARG_LR:
+                        if (safe_atod(optarg, &o->lr) < 0 || !(o->lr > 0) || o->lr > 1000)
+                                return usage_error("Invalid learning rate (0 < LR <= 1000)", optarg);
+                        break;
+                case ARG_BATCH_SIZE:
+                        if (parse_size(optarg, 1, 1000000, &o->batch_size) < 0)
+                                return usage_error("Invalid batch size (1 to 1000000)", optarg);
+                        break;
                 case ':':
                         return usage_error("Option needs an argument", argv[optind - 1]);
                 case '?':
@@ -279,32 +346,47 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 o->verb = VERB_TRAIN;
         else if (streq(argv[optind], "plot"))
                 o->verb = VERB_PLOT;
+        else if (streq(argv[optind], "central"))
+                o->verb = VERB_CENTRAL;
         else
                 return usage_error("Unknown verb", argv[optind]);
 
-        if (o->verb != VERB_PLOT && o->plot_only > 0)
-                return log_error_errno(-EINVAL, "--width, --height and --title are for plot. See '%s --help'.",
-                                       program_invocation_short_name);
+        if (o->not_for[o->verb])
+                return log_error_errno(-EINVAL, "%s does not take --%s. See '%s --help'.", argv[optind],
+                                       o->not_for[o->verb], program_invocation_short_name);
         if (o->verb == VERB_PLOT) {
-                if (o->train_only > 0 || o->init_only > 0)
-                        return log_error_errno(-EINVAL, "plot takes only --csv, -o, --width, --height and --title. "
-                                               "See '%s --help'.", program_invocation_short_name);
                 if (!o->csv || !o->output)
                         return log_error_errno(-EINVAL, "plot needs --csv FILE and -o FILE.png. See '%s --help'.",
                                                program_invocation_short_name);
         } else if (o->verb == VERB_INIT_MODEL) {
-                if (o->train_only > 0 || o->csv)
-                        return log_error_errno(-EINVAL, "init-model takes only --arch, --seed and -o. See '%s --help'.",
-                                               program_invocation_short_name);
                 if (!o->output)
                         return log_error_errno(-EINVAL, "init-model needs -o FILE. See '%s --help'.",
                                                program_invocation_short_name);
-        } else {
+        } else if (o->verb == VERB_TRAIN) {
                 if (!o->servers || o->devices == 0)
                         return log_error_errno(-EINVAL, "train needs --servers and --devices. See '%s --help'.",
                                                program_invocation_short_name);
         }
         return 1;
+}
+
+static int central(const Options *o) {
+        TrainPlan plan = TRAIN_PLAN_DEFAULT;
+        CentralOptions co;
+
+        plan.lr = (float) o->lr;
+        plan.mini_batch = (unsigned) o->batch_size;
+        plan.momentum = (float) o->momentum;
+        co = (CentralOptions) {
+                .data_dir = o->data_dir,
+                .seed = o->seed,
+                .samples = o->samples,
+                .plan = plan,
+                .csv_path = o->csv,
+                .model_path = o->output,
+        };
+        trainer_blas_single_thread();
+        return client_central(&co);
 }
 
 static int init_model(const Options *o) {
@@ -351,6 +433,7 @@ static int train(const Options *o, const ServerList *servers) {
                 .fl_name = o->fl_name,
                 .momentum = (float) o->momentum,
                 .timeout_usec = o->timeout_sec * USEC_PER_SEC,
+                .eval_every = o->eval_every,
         };
 
         return client_run(&ro);
@@ -392,6 +475,8 @@ int main(int argc, char *argv[]) {
                 curl_global_cleanup();
         } else if (o.verb == VERB_PLOT)
                 r = plot(&o);
+        else if (o.verb == VERB_CENTRAL)
+                r = central(&o);
         else
                 r = init_model(&o);
 
