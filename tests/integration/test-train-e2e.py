@@ -102,10 +102,13 @@ def main(t):
 
     with open(table) as f:
         csv_rows = list(csv.reader(f))
-    t.check(csv_rows and csv_rows[0] == ["iteration", "devices", "test_accuracy", "test_loss", "seconds"],
+    t.check(csv_rows and csv_rows[0] == ["iteration", "devices", "test_accuracy", "test_loss", "seconds",
+                                         "participants"],
             "--csv has the header row", csv_rows[:1])
     t.check([(int(r[0]), int(r[1]), round(float(r[2]), 4)) for r in csv_rows[1:]]
             == [(r[0], r[1], r[2]) for r in rows], "--csv holds the same rows as the table", csv_rows)
+    t.check(all(r[5] == "0 1 2 3" for r in csv_rows[1:]), "--csv names the devices that took part: all four",
+            csv_rows)
 
     # ---- the final model, from each server and through flctl
     finished = wait_until(lambda: (c.http("GET", "/state").json or {}).get("iteration_phase") == "FINISHED", 10)
