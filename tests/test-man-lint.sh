@@ -21,8 +21,9 @@ render() {
 #   U32(fl_server_port, 1, 65535, CONF_ROLE_SERVER, "...")
 #   STR(node_id, CONF_ROLE_SERVER, "...")
 #   BOOL(durable_updates, CONF_ROLE_SERVER, "...")
+#   DBL_CO(server_momentum, 0, 1, CONF_ROLE_SCHEDULER, "...")
 options_of() {
-        sed -nE "s/^[[:space:]]*(STR|U32|DBL|BOOL)\(([a-z_]+),.*CONF_ROLE_($1|ALL)\b.*/\2/p" "$conf"
+        sed -nE "s/^[[:space:]]*(STR|U32|DBL|DBL_CO|DBL_CC|BOOL)\(([a-z0-9_]+),.*CONF_ROLE_($1|ALL)\b.*/\2/p" "$conf"
 }
 
 n_pages=0
