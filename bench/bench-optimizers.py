@@ -34,8 +34,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 import harness  # noqa: E402
 
-FL_CLIENT = os.path.join(harness.BUILDDIR, "fl-client")
-DATA = os.environ.get("FL_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
+FL_CLIENT, DATA = harness.FL_CLIENT, harness.FASHION_MNIST
 
 
 def parse_args():
@@ -111,8 +110,7 @@ def central(t, a, samples):
 
 def main(t):
     a = ARGS
-    if not os.path.exists(os.path.join(DATA, "t10k-images-idx3-ubyte.gz")):
-        raise harness.Skip("Fashion-MNIST is not in %s (apt install dataset-fashion-mnist)" % DATA)
+    harness.require_fl_client()
     model = os.path.join(t.tmp, "lenet5.fl")
     subprocess.run([FL_CLIENT, "init-model", "--seed", str(a.seed), "-o", model], check=True,
                    stdin=subprocess.DEVNULL, capture_output=True, timeout=60)

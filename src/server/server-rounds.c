@@ -438,23 +438,13 @@ int rounds_push_metrics(HttpRequest *req, void *userdata) {
 
 /* ---- GET /model ------------------------------------------------------------ */
 
-int rounds_get_model_file(HttpRequest *req, void *userdata) {
+/* GET /model and GET /model/state from a checkpoint in the store: its model,
+ * or the optimizer's state after it; verified first, as garbage is never
+ * served (a peer syncing from here asks another). */
+static int answer_checkpoint(HttpRequest *req, Manager *m, uint32_t iteration, bool state) {
         _cleanup_(checkpoint_done) Checkpoint c = {};
-        Manager *m = userdata;
-        const char *q = http_request_query(req, "iteration");
         char problem[160];
-        uint32_t iteration;
         int r;
-
-        if (!m->model.model)
-                return http_reply_error(req, 404, "%s", SERVER_NO_MODEL_REASON);
-        if (!q && manager_model_syncing(m))
-                /* Its newest is not the cluster's: a peer syncing from it should ask another. */
-                return http_reply_error(req, 503, "%s", SYNC_BUSY_REASON);
-        if (!q || (safe_atou32(q, &iteration) >= 0 && iteration == m->model.iteration))
-                return http_reply(req, 200, FL_CONTENT_TYPE, m->model.encoded, m->model.encoded_size);
-        if (safe_atou32(q, &iteration) < 0)
-                return http_reply_error(req, 400, "Invalid iteration '%s': expected a number.", q);
 
         r = m->store ? server_store_load_checkpoint(m->store, iteration, &c) : 0;
         if (r < 0) {
@@ -467,25 +457,44 @@ int rounds_get_model_file(HttpRequest *req, void *userdata) {
                                         "iteration %u).", iteration, m->model.iteration);
         r = checkpoint_verify(&c, NULL, problem, sizeof problem);
         if (r < 0) {
-                /* Never serve garbage: a peer syncing from here asks another. */
                 log_warning("The checkpoint of iteration %u in %s is damaged (%s); not serving it.", iteration,
                             m->store_path, r == -EUCLEAN ? problem : strerror(-r));
                 return http_reply_error(req, 500, "The checkpoint of iteration %u is damaged.", iteration);
         }
-        return http_reply(req, 200, FL_CONTENT_TYPE, c.model, c.size);
+        if (!state)
+                return http_reply(req, 200, FL_CONTENT_TYPE, c.model, c.size);
+        if (!c.state)
+                return http_reply_error(req, 404, "No optimizer state is kept with the model of iteration %u.",
+                                        iteration);
+        return http_reply(req, 200, FL_CONTENT_TYPE, c.state, c.state_size);
+}
+
+int rounds_get_model_file(HttpRequest *req, void *userdata) {
+        Manager *m = userdata;
+        const char *q = http_request_query(req, "iteration");
+        uint32_t iteration;
+
+        if (!m->model.model)
+                return http_reply_error(req, 404, "%s", SERVER_NO_MODEL_REASON);
+        if (!q && manager_model_syncing(m))
+                /* Its newest is not the cluster's: a peer syncing from it should ask another. */
+                return http_reply_error(req, 503, "%s", SYNC_BUSY_REASON);
+        if (!q || (safe_atou32(q, &iteration) >= 0 && iteration == m->model.iteration))
+                return http_reply(req, 200, FL_CONTENT_TYPE, m->model.encoded, m->model.encoded_size);
+        if (safe_atou32(q, &iteration) < 0)
+                return http_reply_error(req, 400, "Invalid iteration '%s': expected a number.", q);
+
+        return answer_checkpoint(req, m, iteration, false);
 }
 
 /* The optimizer state after the model of an iteration, for a peer that takes
  * the model over (server-sync.h): from memory when it is the served model or
  * the one before, else from its checkpoint. */
 int rounds_get_state_file(HttpRequest *req, void *userdata) {
-        _cleanup_(checkpoint_done) Checkpoint c = {};
         Manager *m = userdata;
         const char *q = http_request_query(req, "iteration");
         const ServerModel *sm = NULL;
         uint32_t iteration;
-        char problem[160];
-        int r;
 
         if (!m->model.model)
                 return http_reply_error(req, 404, "%s", SERVER_NO_MODEL_REASON);
@@ -507,23 +516,5 @@ int rounds_get_state_file(HttpRequest *req, void *userdata) {
                 return http_reply(req, 200, FL_CONTENT_TYPE, sm->state_encoded, sm->state_encoded_size);
         }
 
-        r = m->store ? server_store_load_checkpoint(m->store, iteration, &c) : 0;
-        if (r < 0) {
-                log_warning_errno(r, "Failed to read the checkpoint of iteration %u from %s: %m", iteration,
-                                  m->store_path);
-                return http_reply_error(req, 500, "Failed to read the checkpoint of iteration %u.", iteration);
-        }
-        if (r == 0)
-                return http_reply_error(req, 404, "This server holds no model of iteration %u (its newest is "
-                                        "iteration %u).", iteration, m->model.iteration);
-        r = checkpoint_verify(&c, NULL, problem, sizeof problem);
-        if (r < 0) {
-                log_warning("The checkpoint of iteration %u in %s is damaged (%s); not serving its optimizer state.",
-                            iteration, m->store_path, r == -EUCLEAN ? problem : strerror(-r));
-                return http_reply_error(req, 500, "The checkpoint of iteration %u is damaged.", iteration);
-        }
-        if (!c.state)
-                return http_reply_error(req, 404, "No optimizer state is kept with the model of iteration %u.",
-                                        iteration);
-        return http_reply(req, 200, FL_CONTENT_TYPE, c.state, c.state_size);
+        return answer_checkpoint(req, m, iteration, true);
 }

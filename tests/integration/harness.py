@@ -923,6 +923,20 @@ def cpu_used_over(pid, seconds):
     return None if before is None or after is None else after - before
 
 
+FASHION_MNIST = os.environ.get("FL_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
+FL_CLIENT = os.path.join(BUILDDIR, "fl-client")
+
+
+def require_fl_client():
+    """For the tests that train for real: fl-client must be built (Failure),
+    and Fashion-MNIST installed (Skip). Returns (FL_CLIENT, FASHION_MNIST)."""
+    if not os.access(FL_CLIENT, os.X_OK):
+        raise Failure("%s is not built" % FL_CLIENT)
+    if not os.path.exists(os.path.join(FASHION_MNIST, "t10k-images-idx3-ubyte.gz")):
+        raise Skip("Fashion-MNIST is not in %s (apt install dataset-fashion-mnist)" % FASHION_MNIST)
+    return FL_CLIENT, FASHION_MNIST
+
+
 def pid_gone(pid):
     """True when pid no longer exists (or is a zombie nobody reaped yet)."""
     try:

@@ -23,8 +23,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
-DATA = os.environ.get("FL_FASHION_MNIST", "/usr/share/datasets/fashion-mnist")
-FL_CLIENT = os.path.join(harness.BUILDDIR, "fl-client")
+FL_CLIENT, DATA = harness.FL_CLIENT, harness.FASHION_MNIST
 DEVICES, ADMITTED, ITERATIONS = 40, 4, 3
 JOB = ["--fl_iteration_num=%d" % ITERATIONS, "--start_fl_job_threshold=%d" % ADMITTED, "--client_epoch_num=1",
        "--client_batch_size=32", "--client_learning_rate=0.01", "--start_fl_job_time_window=120000",
@@ -58,10 +57,7 @@ def run(t, model, name, extra):
 
 
 def main(t):
-    if not os.access(FL_CLIENT, os.X_OK):
-        raise harness.Failure("%s is not built" % FL_CLIENT)
-    if not os.path.exists(os.path.join(DATA, "t10k-images-idx3-ubyte.gz")):
-        raise harness.Skip("Fashion-MNIST is not in %s (apt install dataset-fashion-mnist)" % DATA)
+    harness.require_fl_client()
     model = os.path.join(t.tmp, "lenet5.fl")
     subprocess.run([FL_CLIENT, "init-model", "--seed", "2", "-o", model], check=True, stdin=subprocess.DEVNULL,
                    timeout=60)
