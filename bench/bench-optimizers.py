@@ -14,10 +14,13 @@ federated devices trained on (`fl-client central`), and the IID split
         [--devices 100] [--admitted 10] [--alpha 0.1] [--seed 1] [--every 5]
         [--optimizers fedavg,fedavgm,fedadam,fedyogi]
         [--lr fedadam=0.01,fedyogi=0.01] [--tune fedadam=0.003:0.01:0.03]
-        [--no-iid] [--no-central]
+        [--set fedadam:server_tau=0.01] [--no-iid] [--no-central]
 
 --tune runs an optimizer once per learning rate given and keeps the best;
-every run is printed. Uses the integration harness (tests/integration/
+every run is printed. --set adds a scheduler option to one optimizer's runs
+(its label shows it), e.g. another server_tau or a fedprox_mu; an optimizer
+may be listed twice in --optimizers as KIND/LABEL to run it with and
+without (--set KIND/LABEL:key=value). Uses the integration harness (tests/integration/
 harness.py) for ports, processes and the private D-Bus daemon; everything
 it starts is stopped at the end."""
 
@@ -48,6 +51,7 @@ def parse_args():
     p.add_argument("--optimizers", default="fedavg,fedavgm,fedadam,fedyogi")
     p.add_argument("--lr", default="", help="KIND=RATE,...: server learning rates (default: the optimizer's)")
     p.add_argument("--tune", default="", help="KIND=R1:R2:...: try these rates, keep the best")
+    p.add_argument("--set", action="append", default=[], help="KIND:KEY=VALUE: a scheduler option for KIND")
     p.add_argument("--no-iid", action="store_true")
     p.add_argument("--no-central", action="store_true")
     p.add_argument("--threads", type=int, default=2)
@@ -62,10 +66,10 @@ def pairs(text):
     return out
 
 
-def federated(t, a, model, kind, lr, partition, tag):
+def federated(t, a, model, kind, lr, partition, tag, extra=()):
     """One job through a fresh cluster; returns {"curve": [(iteration,
     accuracy)], "final", "examples", "seconds", "participants"}."""
-    job = ["--fl_iteration_num=%d" % a.iterations, "--start_fl_job_threshold=%d" % a.admitted,
+    job = list(extra) + ["--fl_iteration_num=%d" % a.iterations, "--start_fl_job_threshold=%d" % a.admitted,
            "--client_epoch_num=1", "--client_batch_size=32", "--client_learning_rate=0.01",
            "--start_fl_job_time_window=600000", "--update_model_time_window=600000",
            "--global_iteration_time_window=1200000", "--server_optimizer=" + kind]
@@ -90,7 +94,9 @@ def federated(t, a, model, kind, lr, partition, tag):
     with open(table) as f:
         rows = list(csv.DictReader(f))
     curve = [(int(r["iteration"]), float(r["test_accuracy"])) for r in rows if r["test_accuracy"]]
-    return {"curve": curve, "final": curve[-1][1], "examples": int(m.group(1)) if m else None,
+    last3 = [acc for _, acc in curve[-3:]]
+    return {"curve": curve, "final": curve[-1][1], "last3": sum(last3) / len(last3),
+            "examples": int(m.group(1)) if m else None,
             "seconds": seconds, "participants": [r["participants"] for r in rows],
             "updates": sum(int(r["devices"]) for r in rows)}
 
@@ -117,20 +123,26 @@ def main(t):
     rates = {k: float(v) for k, v in pairs(a.lr).items()}
     tune = {k: [float(x) for x in v.split(":")] for k, v in pairs(a.tune).items()}
     skewed = "dirichlet:%g" % a.alpha
+    sets = {}
+    for item in a.set:
+        k, kv = item.split(":", 1)
+        sets.setdefault(k, []).append("--" + kv)
     results, tried = {}, []
-    for kind in a.optimizers.split(","):
+    for name in a.optimizers.split(","):
+        kind = name.split("/")[0]
         best = None
-        for lr in tune.get(kind, [rates.get(kind)]):
-            tag = "%s-%s" % (kind, "default" if lr is None else "%g" % lr)
-            r = federated(t, a, model, kind, lr, skewed, tag)
+        for lr in tune.get(name, [rates.get(name)]):
+            tag = "%s-%s" % (name.replace("/", "-"), "default" if lr is None else "%g" % lr)
+            r = federated(t, a, model, kind, lr, skewed, tag, sets.get(name, []))
             r["lr"] = lr
-            tried.append((kind, lr, r["final"], r["seconds"]))
-            print("# %-10s lr %-8s final %.4f  (%d updates, %s examples, %.0fs)" %
-                  (kind, "default" if lr is None else "%g" % lr, r["final"], r["updates"], r["examples"],
-                   r["seconds"]), flush=True)
+            tried.append((name, lr, r["final"], r["seconds"]))
+            print("# %-10s lr %-8s %s final %.4f, last 3 evaluations %.4f  (%d updates, %s examples, %.0fs)" %
+                  (name, "default" if lr is None else "%g" % lr, " ".join(sets.get(name, [])), r["final"],
+                   r["last3"], r["updates"], r["examples"], r["seconds"]), flush=True)
             if best is None or r["final"] > best["final"]:
                 best = r
-        results[kind] = best
+        best["set"] = " ".join(x.lstrip("-") for x in sets.get(name, []))
+        results[name] = best
     if not a.no_iid:
         results["iid"] = federated(t, a, model, "fedavg", None, "iid", "fedavg-iid")
         results["iid"]["lr"] = None
@@ -146,7 +158,7 @@ def main(t):
     print("the same devices took part in every skewed run: %s" % ("yes" if same else "no"))
     evals = [it for it, _ in next(iter(results.values()))["curve"]] if results else []
     header = "%-16s %-9s" % ("run", "server lr") + "".join(" it%-5d" % it for it in evals) + \
-        "  final  vs central"
+        "  final  last3  vs central"
     print(header)
     cen = results.get("central", {}).get("final")
     for name, r in results.items():
@@ -157,7 +169,8 @@ def main(t):
         accs = dict(r["curve"])
         print("%-16s %-9s" % (label, lr) + "".join(" %.4f" % accs[it] if it in accs else "       "
                                                    for it in evals) +
-              "  %.4f %s" % (r["final"], "%+.4f" % (r["final"] - cen) if cen else ""))
+              "  %.4f %.4f %s%s" % (r["final"], r["last3"], "%+.4f" % (r["final"] - cen) if cen else "",
+                                    "  (%s)" % r["set"] if r.get("set") else ""))
     if cen is not None:
         c = results["central"]
         print("%-16s %-9s %s  %.4f (%d samples = %.2f passes, %.0fs)" %
