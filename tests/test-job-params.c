@@ -46,6 +46,49 @@ static void test_given_keys_only(void **state) {
         assert_int_equal(job.update_model_time_window, base.update_model_time_window);
 }
 
+/* The server optimizer's keys; another optimizer without a learning rate
+ * of its own gets its default (0), the same one keeps its rate. */
+static void test_server_optimizer(void **state) {
+        _cleanup_(json_object_putp) json_object *a =
+                parse_json("{\"server_optimizer\": \"fedadam\", \"server_learning_rate\": 0.05, "
+                           "\"server_beta2\": 0.999, \"server_tau\": 0.01, \"fedprox_mu\": 0.1}"),
+                *b = parse_json("{\"server_optimizer\": \"fedyogi\"}"),
+                *c = parse_json("{\"server_optimizer\": \"fedadam\", \"server_momentum\": 0.5}");
+        Job base = base_job(), job, next;
+        JobParams p;
+        char error[256] = "";
+
+        assert_int_equal(job_params_from_json(&p, a, error, sizeof error), 0);
+        assert_int_equal(p.set, JOB_PARAM_SERVER_OPTIMIZER | JOB_PARAM_SERVER_LEARNING_RATE | JOB_PARAM_SERVER_BETA2 |
+                         JOB_PARAM_SERVER_TAU | JOB_PARAM_FEDPROX_MU);
+        job_params_apply(&job, &base, &p);
+        assert_int_equal(job.optimizer.kind, OPTIMIZER_FEDADAM);
+        assert_true(job.optimizer.learning_rate == 0.05 && job.optimizer.beta2 == 0.999 &&
+                    job.optimizer.tau == 0.01 && job.fedprox_mu == 0.1);
+        assert_true(job.optimizer.beta1 == base.optimizer.beta1 && job.optimizer.momentum == base.optimizer.momentum);
+
+        assert_int_equal(job_params_from_json(&p, b, error, sizeof error), 0);
+        job_params_apply(&next, &job, &p);
+        assert_int_equal(next.optimizer.kind, OPTIMIZER_FEDYOGI);
+        assert_true(next.optimizer.learning_rate == 0 && next.optimizer.tau == 0.01 && next.fedprox_mu == 0.1);
+
+        assert_int_equal(job_params_from_json(&p, c, error, sizeof error), 0);
+        job_params_apply(&next, &job, &p);
+        assert_true(next.optimizer.learning_rate == 0.05 && next.optimizer.momentum == 0.5);
+
+        /* What is stored comes back the same, the default rate too. */
+        next.optimizer.learning_rate = 0;
+        {
+                _cleanup_(json_object_putp) json_object *stored = job_to_json(&next);
+                Job again;
+
+                assert_int_equal(job_params_from_json(&p, stored, error, sizeof error), 0);
+                job_params_apply(&again, &job, &p);
+                assert_true(again.optimizer.learning_rate == 0 && again.optimizer.kind == OPTIMIZER_FEDADAM &&
+                            again.optimizer.momentum == 0.5);
+        }
+}
+
 static void test_empty_object_changes_nothing(void **state) {
         _cleanup_(json_object_putp) json_object *o = parse_json("{}");
         Job base = base_job(), job;
@@ -81,6 +124,15 @@ static void test_refusals_name_the_key(void **state) {
         refused("{\"update_model_ratio\": 1.5}", "update_model_ratio");
         refused("{\"client_epoch_num\": -1}", "client_epoch_num");
         refused("{\"fl_name\": \"\"}", "fl_name");
+        refused("{\"server_optimizer\": \"adam\"}", "server_optimizer");
+        refused("{\"server_optimizer\": 1}", "server_optimizer");
+        refused("{\"server_learning_rate\": -0.1}", "server_learning_rate");
+        refused("{\"server_learning_rate\": 1001}", "server_learning_rate");
+        refused("{\"server_momentum\": 1}", "server_momentum");
+        refused("{\"server_beta1\": -0.5}", "server_beta1");
+        refused("{\"server_beta2\": 1.0}", "server_beta2");
+        refused("{\"server_tau\": 0}", "server_tau");
+        refused("{\"fedprox_mu\": 1000.5}", "fedprox_mu");
 }
 
 static void test_long_fl_name(void **state) {
@@ -105,6 +157,7 @@ static void test_not_an_object(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_given_keys_only),
+                cmocka_unit_test(test_server_optimizer),
                 cmocka_unit_test(test_empty_object_changes_nothing),
                 cmocka_unit_test(test_refusals_name_the_key),
                 cmocka_unit_test(test_long_fl_name),
