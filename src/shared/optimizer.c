@@ -19,7 +19,7 @@ static const char *const kind_table[_OPTIMIZER_KIND_MAX] = {
  * were chosen: bench/bench-optimizers.py). */
 static const double default_learning_rate[_OPTIMIZER_KIND_MAX] = {
         [OPTIMIZER_FEDAVG] = 1.0,
-        [OPTIMIZER_FEDAVGM] = 1.0,
+        [OPTIMIZER_FEDAVGM] = 0.1,      /* with momentum 0.9: an effective rate of 1 */
         [OPTIMIZER_FEDADAM] = 0.01,
         [OPTIMIZER_FEDYOGI] = 0.01,
         [OPTIMIZER_FEDADAGRAD] = 0.1,
