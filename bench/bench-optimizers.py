@@ -66,6 +66,22 @@ def pairs(text):
     return out
 
 
+def server_usage(pgid):
+    """CPU seconds (user + system, all threads, from /proc/PID/stat) and the
+    largest VmHWM (kB) of the processes of the servers' process group."""
+    cpu, hwm = 0.0, 0
+    for pid in harness.group_members(pgid):
+        cpu += harness.cpu_seconds(pid) or 0.0
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        hwm = max(hwm, int(line.split()[1]))
+        except OSError:
+            pass
+    return cpu, hwm
+
+
 def federated(t, a, model, kind, lr, partition, tag, extra=()):
     """One job through a fresh cluster; returns {"curve": [(iteration,
     accuracy)], "final", "examples", "seconds", "participants"}."""
@@ -79,6 +95,8 @@ def federated(t, a, model, kind, lr, partition, tag, extra=()):
     c.start_scheduler(extra=job)
     srv = c.start_server(local_server_num=2, extra=["--model_path=" + model], timeout=60)
     t.require(c.wait_ready(60), "%s: the cluster is READY" % tag, c.state())
+    # The learning rate in force (the optimizer's default when none is given).
+    in_force = ((c.http("GET", "/queryInstance").json or {}).get("result") or {}).get("server_learning_rate")
     table = os.path.join(t.tmp, tag + ".csv")
     argv = [FL_CLIENT, "train", "--servers", ",".join("http://127.0.0.1:%d" % p for p in srv.ports),
             "--devices", str(a.devices), "--partition", partition, "--data", DATA, "--seed", str(a.seed),
@@ -87,6 +105,7 @@ def federated(t, a, model, kind, lr, partition, tag, extra=()):
     p = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=7200,
                        env=harness._clean_env())
     seconds = time.monotonic() - t0
+    cpu, hwm = server_usage(srv.pid)
     for d in [srv, c.scheduler]:
         d.stop()
     t.require(p.returncode == 0, "%s: fl-client train exits 0" % tag, p.stderr[-2000:])
@@ -95,7 +114,8 @@ def federated(t, a, model, kind, lr, partition, tag, extra=()):
         rows = list(csv.DictReader(f))
     curve = [(int(r["iteration"]), float(r["test_accuracy"])) for r in rows if r["test_accuracy"]]
     last3 = [acc for _, acc in curve[-3:]]
-    return {"curve": curve, "final": curve[-1][1], "last3": sum(last3) / len(last3),
+    return {"curve": curve, "final": curve[-1][1], "last3": sum(last3) / len(last3), "lr_in_force": in_force,
+            "server_cpu": cpu, "server_hwm_kb": hwm,
             "examples": int(m.group(1)) if m else None,
             "seconds": seconds, "participants": [r["participants"] for r in rows],
             "updates": sum(int(r["devices"]) for r in rows)}
@@ -165,12 +185,19 @@ def main(t):
         if name == "central":
             continue
         label = name if name != "iid" else "fedavg (iid)"
-        lr = "default" if r.get("lr") is None else "%g" % r["lr"]
+        lr = "%g" % r["lr"] if r.get("lr") is not None else \
+            "%g" % r["lr_in_force"] if r.get("lr_in_force") is not None else "default"
         accs = dict(r["curve"])
         print("%-16s %-9s" % (label, lr) + "".join(" %.4f" % accs[it] if it in accs else "       "
                                                    for it in evals) +
               "  %.4f %.4f %s%s" % (r["final"], r["last3"], "%+.4f" % (r["final"] - cen) if cen else "",
                                     "  (%s)" % r["set"] if r.get("set") else ""))
+    base = results.get("fedavg")
+    if base and base.get("server_hwm_kb"):
+        print("servers (one fl-serverd, 2 servers), against the fedavg run: " + ", ".join(
+            "%s CPU %.1fs (%.2fx), VmHWM %d kB (%.2fx)" % (k, r["server_cpu"], r["server_cpu"] / base["server_cpu"],
+                                                          r["server_hwm_kb"], r["server_hwm_kb"] / base["server_hwm_kb"])
+            for k, r in results.items() if r.get("server_hwm_kb")))
     if cen is not None:
         c = results["central"]
         print("%-16s %-9s %s  %.4f (%d samples = %.2f passes, %.0fs)" %
