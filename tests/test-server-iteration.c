@@ -60,6 +60,26 @@ static void test_iteration(void **state) {
                                    &msg), 0);
         assert_int_equal(msg.phase, TRAINING_AGGREGATING);
         assert_true(msg.job.client_learning_rate == 1.0);
+        assert_int_equal(msg.job.optimizer.kind, OPTIMIZER_FEDAVG);
+        assert_false(msg.has_state);
+
+        /* The server optimizer and FedProx in the job, the state's checksum beside the model's. */
+        assert_int_equal(iteration("{\"iteration\":4,\"phase\":\"COLLECTING\",\"model_iteration\":3,"
+                                   "\"model_checksum\":\"00112233445566AA\",\"state_checksum\":\"ffeeddccbbaa9988\","
+                                   "\"job\":{\"server_optimizer\":\"fedyogi\",\"server_learning_rate\":0,"
+                                   "\"server_tau\":0.01,\"fedprox_mu\":0.25}}", &msg), 0);
+        assert_int_equal(msg.job.optimizer.kind, OPTIMIZER_FEDYOGI);
+        assert_true(optimizer_learning_rate(&msg.job.optimizer) == optimizer_default_learning_rate(OPTIMIZER_FEDYOGI));
+        assert_true(msg.job.optimizer.tau == 0.01 && msg.job.optimizer.beta2 == OPTIMIZER_DEFAULT_BETA2);
+        assert_true(msg.job.fedprox_mu == 0.25);
+        assert_true(msg.has_model && msg.has_state);
+        assert_string_equal(msg.model_checksum, "00112233445566aa");
+        assert_string_equal(msg.state_checksum, "ffeeddccbbaa9988");
+        /* None: an empty checksum. */
+        assert_int_equal(iteration("{\"iteration\":4,\"phase\":\"COLLECTING\",\"model_checksum\":\"\","
+                                   "\"state_checksum\":\"\"}", &msg), 0);
+        assert_true(msg.has_state);
+        assert_string_equal(msg.state_checksum, "");
 }
 
 static void test_iteration_refusals(void **state) {
@@ -76,6 +96,12 @@ static void test_iteration_refusals(void **state) {
                 "{\"iteration\":1,\"phase\":\"COLLECTING\",\"job\":{\"fl_iteration_num\":4294967296}}",
                 "{\"iteration\":1,\"phase\":\"COLLECTING\",\"job\":{\"update_model_ratio\":1.5}}",
                 "{\"iteration\":1,\"phase\":\"COLLECTING\",\"job\":{\"client_learning_rate\":\"x\"}}",
+                "{\"iteration\":1,\"phase\":\"COLLECTING\",\"job\":{\"server_optimizer\":\"sgd\"}}",
+                "{\"iteration\":1,\"phase\":\"COLLECTING\",\"job\":{\"server_beta1\":1}}",
+                "{\"iteration\":1,\"phase\":\"COLLECTING\",\"job\":{\"server_tau\":0}}",
+                "{\"iteration\":1,\"phase\":\"COLLECTING\",\"job\":{\"fedprox_mu\":-1}}",
+                "{\"iteration\":1,\"phase\":\"COLLECTING\",\"state_checksum\":\"xyz\"}",
+                "{\"iteration\":1,\"phase\":\"COLLECTING\",\"state_checksum\":5}",
         };
         IterationMsg msg;
 
@@ -101,6 +127,9 @@ static void test_aggregate(void **state) {
                 "{\"iteration\":2,\"ring\":[{\"rank\":0,\"node_id\":\"a b\",\"address\":\"10.0.0.1\",\"peer_port\":1}]}",
                 "{\"iteration\":2,\"ring\":[{\"rank\":0,\"node_id\":\"a\",\"address\":\"\",\"peer_port\":1}]}",
                 "{\"iteration\":2,\"ring\":[7]}",
+                "{\"iteration\":2,\"optimizer\":[],\"ring\":[{\"rank\":0,\"node_id\":\"a\",\"address\":\"10.0.0.1\",\"peer_port\":1}]}",
+                "{\"iteration\":2,\"optimizer\":{\"server_optimizer\":\"x\"},\"ring\":[{\"rank\":0,\"node_id\":\"a\",\"address\":\"10.0.0.1\",\"peer_port\":1}]}",
+                "{\"iteration\":2,\"optimizer\":{\"server_learning_rate\":-1},\"ring\":[{\"rank\":0,\"node_id\":\"a\",\"address\":\"10.0.0.1\",\"peer_port\":1}]}",
         };
 
         assert_int_equal(aggregate("{\"iteration\":2,\"ring\":["
@@ -113,6 +142,18 @@ static void test_aggregate(void **state) {
         assert_string_equal(msg.ring[1].node_id, "b");
         assert_string_equal(msg.ring[1].address, "10.0.0.2");
         assert_int_equal(msg.ring[1].peer_port, 40002);
+        assert_false(msg.has_optimizer);
+        aggregate_msg_done(&msg);
+
+        /* The step to apply, as the scheduler names it. */
+        assert_int_equal(aggregate("{\"iteration\":3,\"optimizer\":{\"server_optimizer\":\"fedadam\","
+                                   "\"server_learning_rate\":0.02,\"server_beta1\":0.8},\"ring\":["
+                                   "{\"rank\":0,\"node_id\":\"a\",\"address\":\"10.0.0.1\",\"peer_port\":40001}]}",
+                                   &msg), 0);
+        assert_true(msg.has_optimizer);
+        assert_int_equal(msg.optimizer.kind, OPTIMIZER_FEDADAM);
+        assert_true(msg.optimizer.learning_rate == 0.02 && msg.optimizer.beta1 == 0.8 &&
+                    msg.optimizer.tau == OPTIMIZER_DEFAULT_TAU);
 
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 AggregateMsg m = {};
