@@ -78,6 +78,9 @@ int plot_read_csv(const char *path, PlotRow **ret, size_t *ret_n, char *error, s
                 }
                 if (k != n_fields)
                         return REFUSE("line %zu: %zu fields, the header has %zu", lineno, k, n_fields);
+                /* An iteration train --eval-every did not evaluate: nothing to draw. */
+                if (isempty(fields[col_accuracy]) && isempty(fields[col_loss]))
+                        continue;
                 if (n == CSV_ROWS_MAX)
                         return REFUSE("more than %u rows", CSV_ROWS_MAX);
                 if (n == allocated) {

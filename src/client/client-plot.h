@@ -15,7 +15,8 @@ typedef struct PlotRow {
 } PlotRow;
 
 /* Reads the CSV: a header naming at least iteration, test_accuracy and
- * test_loss (in any order), then one row per line. -EBADMSG for anything
+ * test_loss (in any order), then one row per line; a row whose accuracy and
+ * loss are both empty (not evaluated, --eval-every) is left out. -EBADMSG for anything
  * else, with the line and what is wrong in error. */
 int plot_read_csv(const char *path, PlotRow **ret, size_t *ret_n, char *error, size_t error_size);
 /* -EINVAL without rows or with a size out of 200..8000 pixels. */

@@ -10,7 +10,8 @@ same seed: once plain, once with fedprox_mu=0.5 in the plan.
   runs (chosen with the seed);
 - the other devices asked too and were told the iteration is full (and
   when to come back);
-- --eval-every 2 evaluates iterations 2 and 3 (the last), not 1;
+- --eval-every 2 evaluates iterations 2 and 3 (the last), not 1, and
+  fl-client plot draws the two evaluated rows of that CSV;
 - the proximal term changes what the devices upload: the final models
   differ, the participants being the same."""
 
@@ -80,6 +81,13 @@ def main(t):
     t.check(evaluated == [False, True, True] and [f[2] for f in lines][0] == "-" and
             0.0 < float(rows[-1]["test_accuracy"]) <= 1.0,
             "plain: --eval-every 2 evaluates iterations 2 and 3 (the last), not 1", (rows, lines))
+
+    png = os.path.join(t.tmp, "plain.png")
+    p = subprocess.run([FL_CLIENT, "plot", "--csv", os.path.join(t.tmp, "plain.csv"), "-o", png],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    t.check(p.returncode == 0 and os.path.getsize(png) > 0 and "Drew 2 rows" in p.stderr,
+            "plain: fl-client plot draws the evaluated rows of that CSV and leaves the other out",
+            (p.returncode, p.stderr))
 
     rows2, _, final2, _ = run(t, model, "fedprox", ["--fedprox_mu=0.5"])
     t.check([r["participants"] for r in rows2] == [r["participants"] for r in rows],
