@@ -17,7 +17,7 @@ builddir=${FL_BUILDDIR:-$top/_build}
 
 PACKAGES="build-essential autoconf automake autoconf-archive libtool pkg-config
 libsystemd-dev libmicrohttpd-dev libjson-c-dev libsqlite3-dev libopenblas-dev
-libcmocka-dev libcurl4-gnutls-dev libgnutls28-dev zlib1g-dev flatbuffers-compiler python3-flatbuffers dataset-fashion-mnist dbus-daemon systemd python3 curl jq iproute2
+libcmocka-dev libcurl4-gnutls-dev libgnutls28-dev gnutls-bin zlib1g-dev flatbuffers-compiler python3-flatbuffers dataset-fashion-mnist dbus-daemon systemd python3 curl jq iproute2
 man-db groff-base systemd-container libcairo2-dev prometheus chromium
 debhelper lintian dpkg-dev"
 
