@@ -329,6 +329,87 @@ static void test_recovery_file(void **state) {
         conf_done(&c);
 }
 
+static void test_ssl_section(void **state) {
+        FlConfig c;
+
+        assert_int_equal(conf_init(&c), 0);
+        assert_false(c.enable_ssl);
+        assert_null(c.ssl.server_cert_path);
+        assert_int_equal(c.ssl.cert_expire_warning_time_in_day, 90);
+        assert_int_equal(conf_apply_json_text(&c, "{\"enable_ssl\": true, \"ssl\": {"
+                                              "\"server_cert_path\": \"/etc/fl/server.p12\", "
+                                              "\"server_password\": \"pw\", \"crl_path\": \"\", "
+                                              "\"ca_cert_path\": \"/etc/fl/ca.pem\", "
+                                              "\"cipher_list\": \"SECURE256\", "
+                                              "\"cert_expire_warning_time_in_day\": 30}}", "x"), 0);
+        assert_true(c.enable_ssl);
+        assert_string_equal(c.ssl.server_cert_path, "/etc/fl/server.p12");
+        assert_string_equal(c.ssl.server_password, "pw");
+        assert_string_equal(c.ssl.ca_cert_path, "/etc/fl/ca.pem");
+        assert_string_equal(c.ssl.cipher_list, "SECURE256");
+        assert_null(c.ssl.crl_path);            /* MindSpore's "" is none */
+        assert_null(c.ssl.client_cert_path);
+        assert_int_equal(c.ssl.cert_expire_warning_time_in_day, 30);
+        assert_int_equal(c.ssl.cert_check_interval_in_hour, 24);
+
+        /* A second section replaces the first whole. */
+        assert_int_equal(conf_apply_json_text(&c, "{\"ssl\": {\"client_cert_path\": \"/c.pem\", "
+                                              "\"client_key_path\": \"/c-key.pem\"}}", "x"), 0);
+        assert_null(c.ssl.server_cert_path);
+        assert_string_equal(c.ssl.client_key_path, "/c-key.pem");
+        assert_int_equal(c.ssl.cert_expire_warning_time_in_day, 90);
+        conf_done(&c);
+}
+
+static void test_ssl_refusals(void **state) {
+        static const struct {
+                const char *text, *named;
+        } bad[] = {
+                { "{\"ssl\": {\"server_cert_path\": 1}}", "server_cert_path" },
+                { "{\"ssl\": {\"cert_expire_warning_time_in_day\": 6}}", "cert_expire_warning_time_in_day" },
+                { "{\"ssl\": {\"cert_expire_warning_time_in_day\": 181}}", "cert_expire_warning_time_in_day" },
+                { "{\"ssl\": {\"cert_expire_warning_time_in_day\": \"90\"}}", "cert_expire_warning_time_in_day" },
+                { "{\"ssl\": {\"cert_check_interval_in_hour\": 0}}", "cert_check_interval_in_hour" },
+                { "{\"ssl\": {\"client_key_path\": \"/k.pem\"}}", "client_key_path" },
+                { "{\"ssl\": {\"server_cert\": \"/s.pem\"}}", "server_cert" },
+                { "{\"ssl\": [\"/s.pem\"]}", "ssl" },
+        };
+        json_object *o;
+        char error[512];
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_(json_object_putp) json_object *root = json_tokener_parse(bad[i].text);
+                FlConfig c;
+
+                assert_non_null(root);
+                assert_true(json_object_object_get_ex(root, "ssl", &o));
+                assert_int_equal(conf_init(&c), 0);
+                assert_int_equal(conf_apply_json_text(&c, "{\"ssl\": {\"ca_cert_path\": \"/ca.pem\"}}", "x"), 0);
+                error[0] = 0;
+                if (conf_apply_ssl(&c, o, error, sizeof error) >= 0)
+                        fail_msg("ssl %zu (%s) was not refused", i, bad[i].text);
+                if (!strstr(error, bad[i].named))
+                        fail_msg("refusal of %s does not name %s: %s", bad[i].text, bad[i].named, error);
+                /* Nothing of a refused section is taken. */
+                assert_string_equal(c.ssl.ca_cert_path, "/ca.pem");
+                conf_done(&c);
+        }
+
+        /* enable_ssl is a boolean option; the section's keys are not options. */
+        {
+                const char *argv[] = { "test", "--enable_ssl=true", "--cluster_secret_file=/etc/fl/secret", NULL };
+                const char *bad_argv[] = { "test", "--ca_cert_path=/ca.pem", NULL };
+                FlConfig c;
+
+                assert_int_equal(conf_init(&c), 0);
+                assert_int_equal(parse(&c, CONF_ROLE_SERVER, 3, argv), 0);
+                assert_true(c.enable_ssl);
+                assert_string_equal(c.cluster_secret_file, "/etc/fl/secret");
+                assert_int_equal(parse(&c, CONF_ROLE_SCHEDULER, 2, bad_argv), -EINVAL);
+                conf_done(&c);
+        }
+}
+
 static int setup(void **state) {
         log_set_max_level(LOG_CRIT);    /* refusals are expected here */
         return mkdtemp(tmpdir) ? 0 : -1;
@@ -355,6 +436,8 @@ int main(void) {
                 cmocka_unit_test(test_recovery_path_with_port),
                 cmocka_unit_test(test_recovery_refusals),
                 cmocka_unit_test(test_recovery_file),
+                cmocka_unit_test(test_ssl_section),
+                cmocka_unit_test(test_ssl_refusals),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);

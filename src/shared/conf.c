@@ -89,6 +89,8 @@ static const ConfOption options[] = {
         STR(status_page_dir, CONF_ROLE_SCHEDULER, "Directory of the status page served at / (default " DEFAULT_STATUS_PAGE_DIR ")"),
         U32(metrics_port, 0, 65535, CONF_ROLE_SERVER, "Port of GET /metrics, plus the server's index (default 0: off)"),
         STR(metrics_ip, CONF_ROLE_SERVER, "Address the metrics port binds (default: the advertised address)"),
+        BOOL(enable_ssl, CONF_ROLE_ALL, "TLS on every port, with the file's \"ssl\" section (default false)"),
+        STR(cluster_secret_file, CONF_ROLE_ALL, "With TLS off: a secret every node proves when it connects"),
 };
 
 #define IN_SET_STR(s, ...) ({                                            \
@@ -138,6 +140,8 @@ int conf_init(FlConfig *c) {
                 .checkpoint_keep = 3,
                 .max_request_size_mb = 64,
                 .durable_updates = true,
+                .ssl.cert_expire_warning_time_in_day = CONF_SSL_DEFAULT_WARNING_DAYS,
+                .ssl.cert_check_interval_in_hour = CONF_SSL_DEFAULT_CHECK_HOURS,
         };
         c->scheduler_ip = strdup("127.0.0.1");
         c->fl_name = strdup("Lenet");
@@ -154,6 +158,7 @@ void conf_done(FlConfig *c) {
                 }
         c->recovery_file_path = mfree(c->recovery_file_path);
         c->scheduler_storage_file_path = mfree(c->scheduler_storage_file_path);
+        conf_ssl_done(&c->ssl);
 }
 
 /* The setters say what is wrong in error (no logging): the command line and
@@ -286,6 +291,8 @@ int conf_apply_json_text(FlConfig *c, const char *text, const char *origin) {
         json_object_object_foreach(root, key, value) {
                 if (streq(key, "recovery"))
                         r = conf_apply_recovery(c, value, error, sizeof error);
+                else if (streq(key, "ssl"))
+                        r = conf_apply_ssl(c, value, error, sizeof error);
                 else
                         r = conf_apply_json_value(c, key, value, error, sizeof error);
                 if (r < 0)

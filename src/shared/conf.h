@@ -19,6 +19,29 @@ typedef enum ConfRole {
         CONF_ROLE_ALL = CONF_ROLE_SCHEDULER | CONF_ROLE_SERVER,
 } ConfRole;
 
+/* The configuration file's "ssl" section (MindSpore's keys; not command-line
+ * options): the node's certificate and key, the cluster's CA and CRL. Paths
+ * name PEM files; server_cert_path (and client_cert_path) may instead name a
+ * PKCS#12 file holding the key, opened with server_password (client_password).
+ * Unset strings are NULL. security.md has the whole story. */
+typedef struct SslConfig {
+        char *server_cert_path;
+        char *server_key_path;
+        char *server_password;
+        char *client_cert_path;         /* NULL: the server certificate is the client one too */
+        char *client_key_path;
+        char *client_password;
+        char *ca_cert_path;
+        char *crl_path;
+        char *cipher_list;              /* a GnuTLS priority string; NULL: CONF_SSL_DEFAULT_PRIORITY */
+        uint32_t cert_expire_warning_time_in_day;
+        uint32_t cert_check_interval_in_hour;
+} SslConfig;
+
+#define CONF_SSL_DEFAULT_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+#define CONF_SSL_DEFAULT_WARNING_DAYS 90
+#define CONF_SSL_DEFAULT_CHECK_HOURS 24
+
 typedef struct FlConfig {
         char *scheduler_ip;
         uint32_t scheduler_port;
@@ -77,6 +100,12 @@ typedef struct FlConfig {
         uint32_t recovery_storage_type;         /* 0: no section, 1: an SQLite file */
         char *recovery_file_path;               /* storge_file_path (or storage_file_path): the servers' */
         char *scheduler_storage_file_path;      /* the scheduler's */
+
+        /* Trust between the nodes and towards devices and operators (security.md):
+         * TLS on every port, or (TLS off) a shared secret proven at connection. */
+        bool enable_ssl;
+        char *cluster_secret_file;
+        SslConfig ssl;
 } FlConfig;
 
 #define DEFAULT_SCHEDULER_PORT 6667
@@ -121,6 +150,11 @@ const char *conf_state_dir(const FlConfig *c);
 /* Sets the recovery section from its JSON object (the value of "recovery");
  * on refusal a message naming the key is put in error. */
 int conf_apply_recovery(FlConfig *c, json_object *section, char *error, size_t size);
+
+/* Sets the ssl section from its JSON object (conf-ssl.c); on refusal a
+ * message naming the key is put in error. */
+int conf_apply_ssl(FlConfig *c, json_object *section, char *error, size_t size);
+void conf_ssl_done(SslConfig *s);
 
 /* The scheduler's database: recovery.scheduler_storage_file_path, else
  * <state dir>/scheduler.db. */
