@@ -187,6 +187,11 @@ enum {
         WIRE_REPLAYED = 16,
         WIRE_REPORT = 20,
 
+        /* 30 and 31: conn.c's own, before any of the above (cluster-secret.h):
+         * 32 bytes of nonce, then a 32-byte HMAC proof, each way. */
+        WIRE_SECRET_NONCE = 30,
+        WIRE_SECRET_PROOF = 31,
+
         /* 32 and above: between servers (server-allreduce.c). */
         _WIRE_PEER_FIRST = 32,
 };
