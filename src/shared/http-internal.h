@@ -4,6 +4,7 @@
 /* What http.c (the daemon and its loop) and http-request.c (answers) share. */
 
 #include "http.h"
+#include "tls.h"
 
 struct HttpRequest {
         HttpServer *server;
@@ -49,7 +50,16 @@ struct HttpServer {
         HttpRequest *deferred;  /* suspended requests, to resume before stopping */
         http_observer_t observer;
         void *observer_userdata;
+
+        /* HTTPS (http-tls.c): the material new connections get. */
+        TlsMaterial *tls;
+        HttpServer *tls_prev, *tls_next;
 };
+
+/* http-tls.c: for MHD_start_daemon() (MHD_OPTION_ARRAY), the TLS options of
+ * a server (just the end of the array without tls); and their undoing. */
+int http_tls_setup(HttpServer *s, TlsMaterial *tls, unsigned *flags, struct MHD_OptionItem opts[static 3]);
+void http_tls_done(HttpServer *s);
 
 void http_server_kick(HttpServer *s);
 void http_request_unlink_deferred(HttpRequest *req);

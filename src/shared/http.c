@@ -282,7 +282,14 @@ static int sockaddr_parse(const char *address, uint16_t port, struct sockaddr_st
 
 int http_server_new(HttpServer **ret, sd_event *e, const char *address, uint16_t port,
                     const HttpRoute *routes, size_t n_routes, size_t max_body, void *userdata) {
+        return http_server_new_tls(ret, e, address, port, routes, n_routes, max_body, NULL, userdata);
+}
+
+int http_server_new_tls(HttpServer **ret, sd_event *e, const char *address, uint16_t port,
+                        const HttpRoute *routes, size_t n_routes, size_t max_body, TlsMaterial *tls,
+                        void *userdata) {
         _cleanup_(http_server_freep) HttpServer *s = NULL;
+        struct MHD_OptionItem tls_options[3];
         const union MHD_DaemonInfo *info;
         struct sockaddr_storage sa;
         unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
@@ -303,6 +310,9 @@ int http_server_new(HttpServer **ret, sd_event *e, const char *address, uint16_t
         s->n_routes = n_routes;
         s->max_body = max_body;
         s->userdata = userdata;
+        r = http_tls_setup(s, tls, &flags, tls_options);
+        if (r < 0)
+                return r;
 
         errno = 0;
         s->daemon = MHD_start_daemon(flags, port, NULL, NULL, access_handler, s,
@@ -312,6 +322,7 @@ int http_server_new(HttpServer **ret, sd_event *e, const char *address, uint16_t
                                      MHD_OPTION_CONNECTION_LIMIT, HTTP_CONNECTION_LIMIT,
                                      MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_CONNECTION_MEMORY_LIMIT,
                                      MHD_OPTION_NOTIFY_COMPLETED, request_completed, s,
+                                     MHD_OPTION_ARRAY, tls_options,
                                      MHD_OPTION_END);
         if (!s->daemon)
                 return errno > 0 ? -errno : -EIO;   /* MHD logged why through mhd_logger */
@@ -354,6 +365,7 @@ HttpServer *http_server_free(HttpServer *s) {
                 }
                 MHD_stop_daemon(s->daemon);
         }
+        http_tls_done(s);
         sd_event_unref(s->event);
         free(s);
         return NULL;

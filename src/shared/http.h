@@ -21,6 +21,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct MHD_Response *, MHD_destroy_response);
 
 typedef struct HttpServer HttpServer;
 typedef struct HttpRequest HttpRequest;
+typedef struct TlsMaterial TlsMaterial;
 
 typedef int (*http_handler_t)(HttpRequest *req, void *userdata);
 
@@ -40,6 +41,16 @@ typedef bool (*http_authorize_t)(HttpRequest *req, int access, void *userdata);
  * Never free the server from inside one of its handlers. */
 int http_server_new(HttpServer **ret, sd_event *e, const char *address, uint16_t port,
                     const HttpRoute *routes, size_t n_routes, size_t max_body, void *userdata);
+/* The same over HTTPS with tls (tls.h; a reference is taken): the server's
+ * certificate chain from it, cipher_list as the priorities. Clients show no
+ * certificate (devices, operators with tokens). tls NULL: clear HTTP. */
+int http_server_new_tls(HttpServer **ret, sd_event *e, const char *address, uint16_t port,
+                        const HttpRoute *routes, size_t n_routes, size_t max_body, TlsMaterial *tls,
+                        void *userdata);
+/* New connections get this material from now on (a reload); those running
+ * keep theirs. The priorities stay those of the start. */
+int http_server_set_tls(HttpServer *s, TlsMaterial *tls);
+bool http_server_is_tls(const HttpServer *s);
 HttpServer *http_server_free(HttpServer *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(HttpServer *, http_server_free);
 /* The port actually bound (useful with port 0). */
