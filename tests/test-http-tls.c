@@ -14,6 +14,7 @@
 #include <sys/epoll.h>
 #include <cmocka.h>
 
+#include "http-client.h"
 #include "http.h"
 #include "log.h"
 #include "tls-test-util.h"
@@ -197,6 +198,68 @@ static void test_https(void **state) {
         sd_event_unref(e);
 }
 
+typedef struct Got {
+        bool done;
+        int error;
+        unsigned status;
+        char body[16];
+} Got;
+
+static void on_got(int error, unsigned status, const uint8_t *body, size_t size, void *userdata) {
+        Got *g = userdata;
+
+        g->done = true;
+        g->error = error;
+        g->status = status;
+        snprintf(g->body, sizeof g->body, "%.*s", (int) MIN(size, sizeof g->body - 1), (const char *) body);
+}
+
+static void get(sd_event *e, HttpClient *c, const char *url, Got *g) {
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + TEST_TIMEOUT_USEC;
+
+        *g = (Got) {};
+        assert_int_equal(http_get_start(c, url, 1024, 10 * USEC_PER_SEC, on_got, g, NULL), 0);
+        while (!g->done) {
+                assert_true(now_usec(CLOCK_MONOTONIC) < deadline);
+                assert_true(sd_event_run(e, 100 * USEC_PER_MSEC) >= 0);
+        }
+}
+
+/* The servers' own client (model sync from a peer) over HTTPS. */
+static void test_http_client(void **state) {
+        _cleanup_(tls_material_unrefp) TlsMaterial *m = load(&node);
+        _cleanup_(http_server_freep) HttpServer *s = NULL;
+        _cleanup_(http_client_freep) HttpClient *trusting = NULL, *foreign = NULL;
+        char url[128];
+        sd_event *e = NULL;
+        Got g;
+
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(http_server_new_tls(&s, e, "127.0.0.1", 0, routes, ELEMENTSOF(routes), 4096, m, NULL), 0);
+        snprintf(url, sizeof url, "https://127.0.0.1:%u/", http_server_port(s));
+        assert_int_equal(http_client_new(&trusting, e), 0);
+        assert_false(http_client_has_tls(trusting));
+        assert_int_equal(http_client_set_tls(trusting, ca_path, NULL), 0);
+        assert_true(http_client_has_tls(trusting));
+        assert_int_equal(http_client_new(&foreign, e), 0);
+        assert_int_equal(http_client_set_tls(foreign, other_ca_path, NULL), 0);
+
+        get(e, trusting, url, &g);
+        assert_int_equal(g.error, 0);
+        assert_int_equal(g.status, 200);
+        assert_string_equal(g.body, "hello");
+
+        get(e, foreign, url, &g);
+        assert_int_equal(g.error, -EKEYREJECTED);
+        assert_int_equal(g.status, 0);
+
+        trusting = http_client_free(trusting);
+        foreign = http_client_free(foreign);
+        s = http_server_free(s);
+        (void) sd_event_run(e, 0);
+        sd_event_unref(e);
+}
+
 static int setup(void **state) {
         log_set_max_level(LOG_CRIT);
         curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -219,6 +282,7 @@ static int teardown(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_https),
+                cmocka_unit_test(test_http_client),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);

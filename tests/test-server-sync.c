@@ -185,6 +185,11 @@ static void test_peer_url(void **state) {
         assert_string_equal(url, "http://[fe80::1]:6668/model");
         assert_int_equal(sync_peer_url("::ffff:10.0.0.1", 1, url), 0);
         assert_string_equal(url, "http://[::ffff:10.0.0.1]:1/model");
+        assert_int_equal(sync_peer_url_scheme("10.1.2.3", 6668, true, url), 0);
+        assert_string_equal(url, "https://10.1.2.3:6668/model");
+        assert_int_equal(sync_peer_url_scheme("fe80::1", 6668, true, url), 0);
+        assert_string_equal(url, "https://[fe80::1]:6668/model");
+        assert_int_equal(sync_peer_url_scheme("example.com", 6668, true, url), -EINVAL);
 
         assert_int_equal(sync_peer_url("example.com", 6668, url), -EINVAL);
         assert_int_equal(sync_peer_url("10.1.2.3/x", 6668, url), -EINVAL);

@@ -51,15 +51,20 @@ SyncVerdict sync_compare(const ServerModel *model, const ServerModel *previous, 
 }
 
 int sync_peer_url(const char *address, uint32_t port, char ret[static SYNC_URL_MAX]) {
+        return sync_peer_url_scheme(address, port, false, ret);
+}
+
+int sync_peer_url_scheme(const char *address, uint32_t port, bool https, char ret[static SYNC_URL_MAX]) {
+        const char *scheme = https ? "https" : "http";
         unsigned char a[sizeof(struct in6_addr)];
         int k;
 
         if (!address || port == 0 || port > UINT16_MAX)
                 return -EINVAL;
         if (inet_pton(AF_INET, address, a) == 1)
-                k = snprintf(ret, SYNC_URL_MAX, "http://%s:%" PRIu32 "/model", address, port);
+                k = snprintf(ret, SYNC_URL_MAX, "%s://%s:%" PRIu32 "/model", scheme, address, port);
         else if (inet_pton(AF_INET6, address, a) == 1)
-                k = snprintf(ret, SYNC_URL_MAX, "http://[%s]:%" PRIu32 "/model", address, port);
+                k = snprintf(ret, SYNC_URL_MAX, "%s://[%s]:%" PRIu32 "/model", scheme, address, port);
         else
                 return -EINVAL;
         return k > 0 && k < SYNC_URL_MAX ? 0 : -EINVAL;
@@ -354,7 +359,8 @@ static void sync_fetch(Manager *m) {
         s->waiting_for_peers = false;
 
         peer = &v->members[idx[s->attempt % n]];
-        if (sync_peer_url(peer->address, peer->fl_server_port, url) < 0)
+        /* With TLS on, the peer's device port speaks HTTPS (checked against the cluster's CA). */
+        if (sync_peer_url_scheme(peer->address, peer->fl_server_port, http_client_has_tls(s->http), url) < 0)
                 return;         /* sync_peers() checked it */
         s->peer_rank = peer->rank;
         snprintf(s->peer_node_id, sizeof s->peer_node_id, "%s", peer->node_id);

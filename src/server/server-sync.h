@@ -98,6 +98,8 @@ int sync_peer_state_url(const char *address, uint32_t port, uint32_t iteration, 
 /* http://ADDRESS:PORT/model for a numeric IPv4 or IPv6 address; -EINVAL for
  * anything else. */
 int sync_peer_url(const char *address, uint32_t port, char ret[static SYNC_URL_MAX]);
+/* The same, https:// when the cluster speaks TLS. */
+int sync_peer_url_scheme(const char *address, uint32_t port, bool https, char ret[static SYNC_URL_MAX]);
 /* The members a server may take the model from, in rank order: alive, not
  * leaving, not self, with a usable address. Indices into v->members go to
  * idx (room for v->n_members); returns their number. */

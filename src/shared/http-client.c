@@ -43,6 +43,7 @@ struct HttpClient {
         Watch *watches;
         bool dispatching;               /* a callback may be running */
         bool freed;                     /* http_client_free() was called meanwhile */
+        char *ca_file, *crl_file;       /* https: what peers are checked against */
 };
 
 /* ---- sockets and the timer, as curl asks for them ------------------------- */
@@ -219,6 +220,12 @@ static int error_from_curl(HttpGet *g, CURLcode code) {
         }
         case CURLE_URL_MALFORMAT:
                 return -EINVAL;
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_CRL_BADFILE:
+        case CURLE_SSL_ISSUER_ERROR:
+                return -EKEYREJECTED;
         default:
                 return -EPROTO;
         }
@@ -348,6 +355,13 @@ int http_get_start(HttpClient *c, const char *url, size_t max_size, uint64_t tim
 #else
         SET(CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
+        if (c->ca_file) {
+                SET(CURLOPT_CAINFO, c->ca_file);
+                SET(CURLOPT_SSL_VERIFYPEER, 1L);
+                SET(CURLOPT_SSL_VERIFYHOST, 2L);
+        }
+        if (c->crl_file)
+                SET(CURLOPT_CRLFILE, c->crl_file);
 #undef SET
         if (k != CURLE_OK) {
                 get_free(g);
@@ -376,6 +390,30 @@ HttpGet *http_get_cancel(HttpGet *g) {
         get_unlink(g);
         get_free(g);
         return NULL;
+}
+
+int http_client_set_tls(HttpClient *c, const char *ca_file, const char *crl_file) {
+        char *ca = NULL, *crl = NULL;
+
+        if (!ca_file)
+                return -EINVAL;
+        ca = strdup(ca_file);
+        if (crl_file)
+                crl = strdup(crl_file);
+        if (!ca || (crl_file && !crl)) {
+                free(ca);
+                free(crl);
+                return -ENOMEM;
+        }
+        free(c->ca_file);
+        free(c->crl_file);
+        c->ca_file = ca;
+        c->crl_file = crl;
+        return 0;
+}
+
+bool http_client_has_tls(const HttpClient *c) {
+        return c && c->ca_file;
 }
 
 size_t http_client_running(const HttpClient *c) {
@@ -439,6 +477,8 @@ static void client_destroy(HttpClient *c) {
                 watch_free(c->watches);
         sd_event_source_disable_unref(c->timer);
         sd_event_unref(c->event);
+        free(c->ca_file);
+        free(c->crl_file);
         free(c);
 }
 

@@ -38,6 +38,8 @@ typedef struct HttpGet HttpGet;
  *   -EHOSTUNREACH  the host cannot be resolved or reached
  *   -ECONNRESET    the connection broke, or closed without an answer
  *   -EPROTO        the answer is not HTTP
+ *   -EKEYREJECTED  https: the peer's certificate is not trusted (or the
+ *                  peer does not speak TLS)
  *   -EINVAL        the URL is not an http(s) URL
  *   -ENOMEM
  * The callback may cancel other GETs, start new ones, and free the client. */
@@ -48,6 +50,12 @@ int http_client_new(HttpClient **ret, sd_event *e);
  * from inside a callback: the memory goes once the callback returns. */
 HttpClient *http_client_free(HttpClient *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(HttpClient *, http_client_free);
+
+/* From now on https:// GETs trust only the CA certificates in ca_file
+ * (PEM) and check the peer's against crl_file (PEM, may be NULL); the files
+ * are read by each new connection. */
+int http_client_set_tls(HttpClient *c, const char *ca_file, const char *crl_file);
+bool http_client_has_tls(const HttpClient *c);
 
 /* Starts GET url. max_size bounds the body (0: refused unless empty);
  * timeout_usec the whole exchange (0: one minute). ret (may be NULL)
