@@ -229,8 +229,11 @@ static void link_on_close(Conn *c, int error, void *userdata) {
                 else
                         log_notice("Server rank %u (node %s) disconnected. It is declared dead after %us unless it returns.",
                                    n->rank, n->node_id, m->config->node_timeout);
-        } else if (error < 0)
-                log_debug_errno(error, "Connection from %s closed: %m", conn_peer(c));
+        } else if (conn_refused(c))
+                /* Without the cluster's certificate or secret: once per address and reason. */
+                (void) refusals_log(m->refusals, conn_peer_host(c), conn_failure(c), now_usec(CLOCK_MONOTONIC));
+        else if (error < 0)
+                log_debug_errno(error, "Connection from %s closed: %s", conn_peer(c), conn_failure(c) ?: strerror(-error));
 
         link_free(l);
         manager_finish_check(m);
@@ -255,7 +258,10 @@ static int link_accept(sd_event_source *s, int fd, uint32_t revents, void *userd
         l->manager = m;
         r = conn_new(&l->conn, m->event, TAKE_FD(cfd), WIRE_CONTROL_MAX,
                      (uint64_t) m->config->node_timeout * USEC_PER_SEC, link_on_frame, link_on_close, l);
+        if (r >= 0)
+                r = cluster_trust_secure(m->trust, l->conn, true, NULL);
         if (r < 0) {
+                conn_free(l->conn);
                 free(l);
                 log_warning_errno(r, "Failed to set up a connection, ignoring: %m");
                 return 0;

@@ -62,6 +62,8 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->finish_timer);
         safe_close(m->listen_fd);
         safe_close(m->lock_fd);
+        cluster_trust_free(m->trust);
+        refusals_free(m->refusals);
         sd_bus_flush_close_unref(m->bus);
         registry_done(&m->registry);
         scheduler_metrics_done(m);
@@ -402,16 +404,25 @@ static int manager_on_signal(sd_event_source *s, const struct signalfd_siginfo *
 }
 
 int manager_reload(Manager *m) {
-        int r;
+        int r, k;
 
-        (void) sd_notify(false, "RELOADING=1\nSTATUS=Reloading the configuration files.");
+        (void) sd_notify(false, "RELOADING=1\nSTATUS=Reloading the token file, the TLS material and the cluster secret.");
         r = auth_reload(m);
+        /* TLS and the secret too, even when the token file did not load: each says why it failed. */
+        k = cluster_trust_reload(m->trust);
+        if (k >= 0 && cluster_trust_tls(m->trust))
+                k = http_server_set_tls(m->http, cluster_trust_tls(m->trust));
+        if (k >= 0)
+                cluster_trust_check_name(m->trust, m->config->scheduler_ip, "scheduler_ip");
+        if (r >= 0)
+                r = k;
         (void) sd_notify(false, "READY=1");
         manager_notify_status(m);
         return r;
 }
 
 static int manager_on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        log_info("Received SIGHUP: reloading.");
         (void) manager_reload(userdata);
         return 0;
 }
@@ -473,6 +484,13 @@ int manager_start(Manager *m) {
         r = auth_setup(m);
         if (r < 0)
                 return r;
+        r = cluster_trust_new(&m->trust, m->event, m->config);
+        if (r < 0)
+                return r;
+        cluster_trust_check_name(m->trust, m->config->scheduler_ip, "scheduler_ip");
+        r = refusals_new(&m->refusals, "the scheduler port");
+        if (r < 0)
+                return log_oom();
         r = link_listen(m);
         if (r < 0)
                 return r;
@@ -490,11 +508,13 @@ int manager_start(Manager *m) {
                 return r;
 
         log_struct(LOG_INFO, FIELDS("FL_ROLE=SCHEDULER"),
-                   "Scheduler started successfully: servers on %s:%u, REST on %s:%u (%s), server_num=%u, node_timeout=%us, state in %s, database %s.",
+                   "Scheduler started successfully: servers on %s:%u, REST on %s:%u (%s), server_num=%u, node_timeout=%us, state in %s, database %s%s.",
                    m->config->scheduler_ip, m->config->scheduler_port,
                    m->config->scheduler_manage_ip ?: m->config->scheduler_ip, m->config->scheduler_manage_port,
                    auth_enabled(m) ? "tokens required" : "no authentication",
-                   m->registry.server_num, m->config->node_timeout, dir, m->db_path);
+                   m->registry.server_num, m->config->node_timeout, dir, m->db_path,
+                   cluster_trust_tls(m->trust) ? "; TLS on every port (HTTPS for REST)" :
+                   cluster_trust_has_secret(m->trust) ? "; servers prove the cluster secret" : "");
         (void) sd_notify(false, "READY=1");
         manager_notify_status(m);
         return 0;

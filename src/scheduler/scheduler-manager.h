@@ -7,9 +7,11 @@
 #include <systemd/sd-event.h>
 
 #include "cluster-state.h"
+#include "cluster-trust.h"
 #include "conf.h"
 #include "http.h"
 #include "ratelimit.h"
+#include "refusals.h"
 #include "scheduler-iteration.h"
 #include "scheduler-job-params.h"
 #include "scheduler-registry.h"
@@ -43,6 +45,9 @@ typedef struct Manager {
         sqlite3 *db;
         char *db_path;
         int lock_fd;            /* one scheduler per state directory */
+        /* What servers must prove on the TCP port, what REST serves (docs/security.md). */
+        ClusterTrust *trust;
+        Refusals *refusals;
 
         Registry registry;
         ClusterState state;
@@ -100,7 +105,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 
 int manager_start(Manager *m);
 int manager_run(Manager *m);
-/* SIGHUP (systemctl reload): reads the management token file again. */
+/* SIGHUP (systemctl reload): reads the management token file, the TLS
+ * material and the cluster secret again; new connections use them, the
+ * running ones go on. */
 int manager_reload(Manager *m);
 
 /* Recomputes the cluster state from the registry; persists, logs, announces

@@ -62,6 +62,7 @@ static int rest_get_state(HttpRequest *req, void *userdata) {
         json_object_object_add(o, "updates", json_object_new_int64(m->iteration.n_updated));
         json_object_object_add(o, "update_threshold", json_object_new_int64(job_update_threshold(&m->job)));
         json_object_object_add(o, "auth", json_object_new_boolean(auth_enabled(m)));
+        json_object_object_add(o, "tls", json_object_new_boolean(cluster_trust_tls(m->trust) != NULL));
         return http_reply_json(req, 200, o);
 }
 
@@ -240,8 +241,8 @@ int manager_rest_setup(Manager *m) {
         const char *address = m->config->scheduler_manage_ip ?: m->config->scheduler_ip;
         int r;
 
-        r = http_server_new(&m->http, m->event, address, (uint16_t) m->config->scheduler_manage_port,
-                            routes, ELEMENTSOF(routes), REST_BODY_MAX, m);
+        r = http_server_new_tls(&m->http, m->event, address, (uint16_t) m->config->scheduler_manage_port,
+                                routes, ELEMENTSOF(routes), REST_BODY_MAX, cluster_trust_tls(m->trust), m);
         if (r < 0)
                 return log_error_errno(r, "Failed to serve REST on %s:%u: %m%s", address,
                                        m->config->scheduler_manage_port,

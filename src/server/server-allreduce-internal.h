@@ -4,7 +4,9 @@
 /* Shared between server-allreduce.c (the ring's schedule) and
  * server-allreduce-peer.c (listener and connections). */
 
+#include "cluster-trust.h"
 #include "conn.h"
+#include "refusals.h"
 #include "server-allreduce-proto.h"
 #include "server-allreduce.h"
 
@@ -94,6 +96,9 @@ struct AllReduce {
 
         uint8_t *frame;         /* one outgoing data frame */
         Operation op;
+
+        ClusterTrust *trust;    /* NULL: clear TCP, nothing asked */
+        Refusals *refusals;
 };
 
 /* server-allreduce-peer.c */

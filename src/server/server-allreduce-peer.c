@@ -200,7 +200,10 @@ void peer_on_close(Conn *c, int error, void *userdata) {
 
         switch (p->state) {
         case PEER_WAIT_HELLO:
-                if (error == -EBADMSG || error == -EMSGSIZE)   /* conn.c refused the framing */
+                if (conn_refused(c) && a->refusals)
+                        /* Not a member: no certificate from the CA, no cluster secret, clear text on TLS. */
+                        (void) refusals_log(a->refusals, conn_peer_host(c), conn_failure(c), now_usec(CLOCK_MONOTONIC));
+                else if (error == -EBADMSG || error == -EMSGSIZE)   /* conn.c refused the framing */
                         log_warning_errno(error, "Dropped a connection to the all-reduce port from %s: "
                                           "not an flcluster peer (%m).", conn_peer(c));
                 else
@@ -250,6 +253,8 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                         return log_oom(), 0;
                 r = conn_new(&p->conn, a->event, TAKE_FD(cfd), ALLREDUCE_FRAME_MAX,
                              MIN(a->timeout_usec, ALLREDUCE_HELLO_TIMEOUT_USEC), peer_on_frame, peer_on_close, p);
+                if (r >= 0)
+                        r = cluster_trust_secure(a->trust, p->conn, true, NULL);
                 if (r < 0) {
                         peer_free(p);
                         log_warning_errno(r, "Failed to set up an all-reduce connection, ignoring: %m");

@@ -415,6 +415,8 @@ static int op_connect_right(AllReduce *a) {
         r = conn_connect(&p->conn, a->event, m->address, m->peer_port, ALLREDUCE_FRAME_MAX,
                          a->timeout_usec + USEC_PER_SEC, peer_on_frame, peer_on_close, p);
         if (r >= 0)
+                r = cluster_trust_secure(a->trust, p->conn, false, m->address);
+        if (r >= 0)
                 r = conn_send_json(p->conn, ALLREDUCE_HELLO, o);
         if (r < 0) {
                 peer_free(p);
@@ -424,17 +426,28 @@ static int op_connect_right(AllReduce *a) {
         return 0;
 }
 
+/* Retrying cannot mend a certificate or a secret: the operation fails now, saying why. */
+static bool error_is_trust(int error) {
+        return IN_SET(error, -EKEYREJECTED, -EKEYEXPIRED, -EKEYREVOKED, -EACCES, -EPROTONOSUPPORT);
+}
+
 void op_on_peer_closed(AllReduce *a, Peer *p, int error) {
         Operation *op = &a->op;
-        char name[PEER_NAME_MAX];
+        char name[PEER_NAME_MAX], failure[256] = "";
         PeerState state = p->state;
 
         snprintf(name, sizeof name, "%s", peer_name(p));
+        if (p->conn && conn_failure(p->conn))
+                snprintf(failure, sizeof failure, "%s", conn_failure(p->conn));
         peer_free(p);
         error = error ?: -ECONNRESET;
 
         switch (state) {
         case PEER_RIGHT_CONNECTING:
+                if (error_is_trust(error) && failure[0]) {
+                        op_fail(a, error, "the right neighbour %s could not be joined: %s", name, failure);
+                        break;
+                }
                 /* Not listening yet, or restarted: try again. */
                 op_schedule_retry(a, error);
                 break;
@@ -494,6 +507,7 @@ AllReduce *allreduce_free(AllReduce *a) {
         a->listen_source = sd_event_source_disable_unref(a->listen_source);
         a->done_source = sd_event_source_disable_unref(a->done_source);
         safe_close(a->listen_fd);
+        refusals_free(a->refusals);
         free(a->frame);
         sd_event_unref(a->event);
         free(a);
@@ -502,6 +516,16 @@ AllReduce *allreduce_free(AllReduce *a) {
 
 uint16_t allreduce_port(const AllReduce *a) {
         return a->port;
+}
+
+int allreduce_set_trust(AllReduce *a, ClusterTrust *trust) {
+        if (!a->refusals) {
+                int r = refusals_new(&a->refusals, "the peer port");
+                if (r < 0)
+                        return r;
+        }
+        a->trust = trust;
+        return 0;
 }
 
 static bool address_is_numeric(const char *s) {

@@ -28,9 +28,13 @@
  *   -ECONNRESET    a neighbour went away in the middle
  *   -ESTALE        a neighbour has moved on to a later iteration
  *   -ECONNREFUSED  the right neighbour does not see us as its left one
- *   -ECANCELED     a neighbour called allreduce_cancel() */
+ *   -ECANCELED     a neighbour called allreduce_cancel()
+ *   -EKEYREJECTED, -EKEYEXPIRED, -EKEYREVOKED, -EACCES
+ *                  the right neighbour's certificate or cluster secret was
+ *                  refused, or it refused ours */
 
 typedef struct AllReduce AllReduce;
+typedef struct ClusterTrust ClusterTrust;
 
 typedef struct RingMember {
         uint32_t rank;
@@ -50,6 +54,13 @@ AllReduce *allreduce_free(AllReduce *a);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AllReduce *, allreduce_free);
 
 uint16_t allreduce_port(const AllReduce *a);
+
+/* From now on every peer connection, both ways, carries TLS and/or the
+ * cluster secret as trust says (cluster-trust.h; it must outlive a). A
+ * connection that fails them is dropped; accepted ones are logged as
+ * refusals (rate-limited), and a right neighbour that refuses us or that
+ * we refuse fails the operation at once (-EKEYREJECTED, -EACCES...). */
+int allreduce_set_trust(AllReduce *a, ClusterTrust *trust);
 
 /* Sums vec (n doubles) element-wise across the ring. ring[self] is this
  * server. vec must stay valid until done is called (always asynchronously,

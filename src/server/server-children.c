@@ -165,6 +165,15 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
+/* systemctl reload reaches the launcher only: every server reloads. */
+static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Children *all = userdata;
+
+        log_info("Received SIGHUP: passing it on to %u servers.", all->n_running);
+        children_signal(all, SIGHUP);
+        return 0;
+}
+
 static int child_start(Children *all, Child *ch) {
         pid_t parent = getpid(), pid;
 
@@ -228,6 +237,8 @@ int server_children_run(const FlConfig *c, server_child_main_t child_main) {
                 r = sd_event_add_signal(all.event, NULL, SIGTERM, on_signal, &all);
         if (r >= 0)
                 r = sd_event_add_signal(all.event, NULL, SIGINT, on_signal, &all);
+        if (r >= 0)
+                r = sd_event_add_signal(all.event, NULL, SIGHUP, on_reload_signal, &all);
         for (unsigned i = 0; r >= 0 && i < all.n; i++)
                 r = child_watch(&all, &all.children[i]);
         if (r < 0) {

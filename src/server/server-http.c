@@ -65,7 +65,8 @@ int manager_http_start(Manager *m) {
         /* The advertised address, unless fl_server_ip says otherwise (0.0.0.0
          * when the advertised one is a NAT address this host does not have). */
         address = server_identity_bind_address("fl_server_ip", m->config->fl_server_ip, m->address);
-        r = http_server_new(&m->http, m->event, address, m->port, routes, ELEMENTSOF(routes), max_body, m);
+        r = http_server_new_tls(&m->http, m->event, address, m->port, routes, ELEMENTSOF(routes), max_body,
+                                cluster_trust_tls(m->trust), m);
         if (r < 0)
                 return log_error_errno(r, "Failed to serve devices on %s port %u: %m%s", address, m->port,
                                        r == -EADDRNOTAVAIL ? " (no interface of this host has that address; set "

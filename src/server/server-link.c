@@ -38,9 +38,10 @@ static bool error_is_unreachable(int error) {
         }
 }
 
-static void link_schedule_reconnect(ServerLink *l, int error, bool was_registered) {
+/* failure: conn_failure()'s words (a certificate, the cluster secret), or NULL. */
+static void link_schedule_reconnect(ServerLink *l, int error, bool was_registered, const char *failure) {
         Manager *m = l->manager;
-        const char *reason = error == 0 ? "closed by the scheduler" : strerror(-error);
+        const char *reason = failure ?: error == 0 ? "closed by the scheduler" : strerror(-error);
         uint64_t delay;
         char d[32];
 
@@ -51,6 +52,8 @@ static void link_schedule_reconnect(ServerLink *l, int error, bool was_registere
         if (was_registered)
                 log_warning("Lost the scheduler %s (%s); still serving devices, reconnecting in %s.",
                             m->scheduler, reason, d);
+        else if (failure)
+                log_warning("Could not join the scheduler %s: %s; retrying in %s.", m->scheduler, failure, d);
         else if (error == -ETIMEDOUT)
                 log_warning("Scheduler %s did not answer within %" PRIu64 "s, retrying in %s.", m->scheduler,
                             l->idle_usec / USEC_PER_SEC, d);
@@ -119,7 +122,7 @@ static int link_on_register_reply(ServerLink *l, json_object *o) {
                         log_warning("The scheduler %s cannot register this server yet: %s",
                                     m->scheduler, error ?: "no reason given");
                         link_drop(l);
-                        link_schedule_reconnect(l, -EAGAIN, false);
+                        link_schedule_reconnect(l, -EAGAIN, false, NULL);
                         return 0;
                 }
 
@@ -259,7 +262,10 @@ static int link_on_frame(Conn *c, uint8_t type, const uint8_t *payload, size_t s
 static void link_on_close(Conn *c, int error, void *userdata) {
         ServerLink *l = userdata;
         bool was_registered = l->registered;
+        char failure[256] = "";
 
+        if (conn_failure(c))
+                snprintf(failure, sizeof failure, "%s", conn_failure(c));
         link_drop(l);
         if (l->finishing) {
                 manager_exit(l->manager, EXIT_SUCCESS);
@@ -269,7 +275,7 @@ static void link_on_close(Conn *c, int error, void *userdata) {
                 return;
         if (was_registered)
                 manager_link_changed(l->manager);
-        link_schedule_reconnect(l, error, was_registered);
+        link_schedule_reconnect(l, error, was_registered, failure[0] ? failure : NULL);
 }
 
 static void link_connect(ServerLink *l) {
@@ -279,13 +285,15 @@ static void link_connect(ServerLink *l) {
         r = conn_connect(&l->conn, m->event, m->config->scheduler_ip, (uint16_t) m->config->scheduler_port,
                          WIRE_CONTROL_MAX, l->idle_usec, link_on_frame, link_on_close, l);
         if (r >= 0) {
-                /* Queued until the connection is up. */
-                r = link_send_register(l);
+                /* TLS and/or the cluster secret first; the registration is held until they are done. */
+                r = cluster_trust_secure(m->trust, l->conn, false, m->config->scheduler_ip);
+                if (r >= 0)
+                        r = link_send_register(l);
                 if (r >= 0)
                         return;
                 link_drop(l);
         }
-        link_schedule_reconnect(l, r, false);
+        link_schedule_reconnect(l, r, false, NULL);
 }
 
 static int link_reconnect_handler(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -372,7 +380,7 @@ void server_link_start(ServerLink *l) {
 
 void server_link_reconnect(ServerLink *l) {
         link_drop(l);
-        link_schedule_reconnect(l, -EPROTO, true);
+        link_schedule_reconnect(l, -EPROTO, true, NULL);
 }
 
 void server_link_stop(ServerLink *l) {

@@ -56,6 +56,7 @@ Manager *manager_free(Manager *m) {
         server_metrics_stop(m);
         http_server_free(m->http);
         allreduce_free(m->allreduce);
+        cluster_trust_free(m->trust);
         training_done(&m->training);
         aggregate_free(m->aggregate);
         server_model_done(&m->model);
@@ -140,6 +141,27 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
+int manager_reload(Manager *m) {
+        int r;
+
+        (void) sd_notify(false, "RELOADING=1");
+        r = cluster_trust_reload(m->trust);
+        if (r >= 0 && cluster_trust_tls(m->trust))
+                r = http_server_set_tls(m->http, cluster_trust_tls(m->trust));
+        if (r >= 0 && m->address)
+                cluster_trust_check_name(m->trust, m->address, "advertise_ip");
+        (void) sd_notify(false, "READY=1");
+        return r;
+}
+
+static int on_reload_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        log_info("Received SIGHUP: reloading the TLS material and the cluster secret (port %u).", m->port);
+        (void) manager_reload(m);
+        return 0;
+}
+
 static int manager_setup_loop(Manager *m) {
         sigset_t mask;
         int r;
@@ -148,13 +170,16 @@ static int manager_setup_loop(Manager *m) {
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-                return log_error_errno(negative_errno(), "Failed to block SIGTERM and SIGINT: %m");
+                return log_error_errno(negative_errno(), "Failed to block SIGTERM, SIGINT and SIGHUP: %m");
         r = sd_event_add_signal(m->event, NULL, SIGTERM, on_signal, m);
         if (r >= 0)
                 r = sd_event_add_signal(m->event, NULL, SIGINT, on_signal, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGHUP, on_reload_signal, m);
         if (r < 0)
-                return log_error_errno(r, "Failed to watch SIGTERM and SIGINT: %m");
+                return log_error_errno(r, "Failed to watch SIGTERM, SIGINT and SIGHUP: %m");
         r = sd_event_set_watchdog(m->event, true);
         if (r < 0)
                 return log_error_errno(r, "Failed to enable the watchdog: %m");
@@ -183,6 +208,9 @@ int manager_start(Manager *m) {
         r = manager_setup_loop(m);
         if (r < 0)
                 return r;
+        r = cluster_trust_new(&m->trust, m->event, c);
+        if (r < 0)
+                return r;
 
         /* The listeners bind the advertised address unless told otherwise. */
         r = server_identity_address(c->advertise_ip, c->scheduler_ip, &m->address);
@@ -197,6 +225,13 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         (void) log_set_field("FL_NODE_ID", m->node_id);
+        cluster_trust_check_name(m->trust, m->address, "advertise_ip");
+        if (cluster_trust_tls(m->trust)) {
+                /* A peer's model comes over its HTTPS device port, checked as the peer port is. */
+                r = http_client_set_tls(m->sync.http, c->ssl.ca_cert_path, c->ssl.crl_path);
+                if (r < 0)
+                        return log_oom();
+        }
 
         r = manager_load_model(m);
         if (r < 0)
@@ -207,13 +242,17 @@ int manager_start(Manager *m) {
                 return log_error_errno(r, "Failed to listen for the all-reduce of the peer servers on %s: %m%s",
                                        peer_ip, r == -EADDRNOTAVAIL ? " (no interface of this host has that "
                                        "address; set tcp_server_ip, 0.0.0.0 for every address)" : "");
+        r = allreduce_set_trust(m->allreduce, m->trust);
+        if (r < 0)
+                return log_oom();
         r = server_metrics_start(m);
         if (r < 0)
                 return r;
 
-        log_info("Serving devices on %s port %u as node %s, advertised as %s; peers reach this server on %s port %u.",
-                 c->fl_server_ip ?: m->address, m->port, m->node_id,
-                 m->address, peer_ip, allreduce_port(m->allreduce));
+        log_info("Serving devices on %s port %u%s as node %s, advertised as %s; peers reach this server on %s port %u%s.",
+                 c->fl_server_ip ?: m->address, m->port, cluster_trust_tls(m->trust) ? " (HTTPS)" : "", m->node_id,
+                 m->address, peer_ip, allreduce_port(m->allreduce), cluster_trust_tls(m->trust) ? " (TLS)" :
+                 cluster_trust_has_secret(m->trust) ? " (with the cluster secret)" : "");
         server_link_start(m->link);
         return 0;
 }

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <systemd/sd-event.h>
 
+#include "cluster-trust.h"
 #include "conf.h"
 #include "http.h"
 #include "server-aggregate.h"
@@ -28,6 +29,8 @@ struct Manager {
 
         HttpServer *http;
         ServerLink *link;
+        /* What this server proves to the scheduler and its peers, and serves devices with. */
+        ClusterTrust *trust;
 
         /* Training: the served model and its checkpoints, the running sum of
          * the current iteration, the iteration as the scheduler announced it,
@@ -68,6 +71,9 @@ int manager_start(Manager *m);
 /* Runs until a signal, a FINISH or a fatal refusal; returns the exit status. */
 int manager_run(Manager *m);
 
+/* SIGHUP (systemctl reload): the TLS material and the cluster secret are
+ * read again; new connections (devices, peers, the scheduler's) use them. */
+int manager_reload(Manager *m);
 /* Leaves the loop with this status (the first one asked for wins). */
 void manager_exit(Manager *m, int status);
 /* Called by the link after every registration and membership change. */
