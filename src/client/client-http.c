@@ -21,6 +21,7 @@ struct ClientHttp {
         struct curl_slist *headers;
         uint64_t request_timeout_usec, retry_usec;
         uint64_t jitter;        /* xorshift state: back-offs of many devices must not align */
+        char *cacert;           /* --cacert, or NULL: the system's CAs */
         char errbuf[CURL_ERROR_SIZE];
         char error[512];
 };
@@ -140,8 +141,19 @@ ClientHttp *client_http_free(ClientHttp *h) {
                 curl_global_cleanup();
         }
         curl_slist_free_all(h->headers);
+        free(h->cacert);
         free(h);
         return NULL;
+}
+
+int client_http_set_cacert(ClientHttp *h, const char *path) {
+        char *p = strdup(path);
+
+        if (!p)
+                return -ENOMEM;
+        free(h->cacert);
+        h->cacert = p;
+        return 0;
 }
 
 const char *client_http_error(const ClientHttp *h) {
@@ -199,6 +211,8 @@ static int setup(ClientHttp *h, const char *url, const uint8_t *body, size_t siz
             curl_easy_setopt(c, CURLOPT_POSTFIELDS, body) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) size) != CURLE_OK)
                 return -EIO;
+        if (h->cacert && curl_easy_setopt(c, CURLOPT_CAINFO, h->cacert) != CURLE_OK)
+                return -EIO;
         return 0;
 }
 
@@ -233,6 +247,11 @@ static int exchange(ClientHttp *h, const char *url, const uint8_t *body, size_t 
         if (cc == CURLE_OUT_OF_MEMORY) {
                 snprintf(h->error, sizeof h->error, "out of memory");
                 return -ENOMEM;
+        }
+        if (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE) {
+                snprintf(h->error, sizeof h->error, "%s: the server's certificate is not trusted (%s); is --cacert "
+                         "the cluster's CA?", url, h->errbuf[0] ? h->errbuf : curl_easy_strerror(cc));
+                return -EKEYREJECTED;
         }
         if (cc != CURLE_OK) {
                 snprintf(h->error, sizeof h->error, "%s: %s", url, h->errbuf[0] ? h->errbuf : curl_easy_strerror(cc));

@@ -43,12 +43,17 @@ void http_reply_done(HttpReply *r);
  * call together. */
 int client_http_new(ClientHttp **ret, uint64_t request_timeout_usec, uint64_t retry_usec);
 ClientHttp *client_http_free(ClientHttp *h);
+/* https:// servers are checked against the CA certificates in path (PEM)
+ * instead of the system's; a server whose certificate does not pass is
+ * an error no retry mends (-EKEYREJECTED). */
+int client_http_set_cacert(ClientHttp *h, const char *path);
 DEFINE_TRIVIAL_CLEANUP_FUNC(ClientHttp *, client_http_free);
 
 /* POSTs body to URL/round of servers->urls[first], failing over as above.
  * Returns 0 with the reply body (a buffer for the codec to verify: nothing
  * about it is trusted here); -ESHUTDOWN when the server says the job is
- * disabled or finished; -ETIMEDOUT when the retry budget ran out; -EPROTO
+ * disabled or finished; -ETIMEDOUT when the retry budget ran out;
+ * -EKEYREJECTED when a server's certificate is not trusted; -EPROTO
  * for an HTTP status other than 200; -EFBIG for an oversized reply;
  * -ENOMEM. client_http_error() then says what happened, for the caller's
  * log line. */

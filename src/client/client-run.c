@@ -130,10 +130,14 @@ static int run_setup(Run *run) {
                 return log_oom();
         for (size_t i = 0; i < o->threads; i++) {
                 r = client_http_new(&run->http[i], REQUEST_TIMEOUT_USEC, o->timeout_usec);
+                if (r >= 0 && o->cacert)
+                        r = client_http_set_cacert(run->http[i], o->cacert);
                 if (r < 0)
                         return log_error_errno(r, "Failed to set up libcurl: %m");
         }
         r = client_http_new(&run->driver, REQUEST_TIMEOUT_USEC, o->timeout_usec);
+        if (r >= 0 && o->cacert)
+                r = client_http_set_cacert(run->driver, o->cacert);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up libcurl: %m");
         r = pool_new(&run->pool, o->threads);

@@ -33,6 +33,7 @@ typedef struct RunOptions {
         float momentum;
         uint64_t timeout_usec;          /* the longest any one wait may take */
         unsigned eval_every;            /* evaluate iterations that are multiples of it (and the last); >= 1 */
+        const char *cacert;             /* https: the CA (PEM) instead of the system's */
 } RunOptions;
 
 /* Returns 0 when the job's iterations (or --iterations of them) are done;

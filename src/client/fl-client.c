@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "client-central.h"
 #include "client-plot.h"
@@ -58,6 +59,7 @@ typedef struct Options {
         double momentum;
         uint64_t timeout_sec;
         unsigned eval_every;
+        const char *cacert;
         size_t width, height;           /* plot */
         const char *title;
         uint64_t samples;               /* central */
@@ -93,7 +95,7 @@ static void help(void) {
                "                        plot: the PNG to write; central: the trained model\n"
                "     --seed=N           Initial weights, data split, training and which\n"
                "                        devices take part (default 1)\n"
-               "     --servers=URLS     train: the servers, http://HOST:PORT, comma-separated\n"
+               "     --servers=URLS     train: the servers, http(s)://HOST:PORT, comma-separated\n"
                "     --devices=K        train: how many devices to simulate\n"
                "     --partition=SPLIT  train: iid or dirichlet:ALPHA (default iid)\n"
                "     --data=DIR         train, central: the Fashion-MNIST files\n"
@@ -113,6 +115,7 @@ static void help(void) {
                "     --samples=N        central: training samples in all (default 60000)\n"
                "     --lr=LR            central: SGD learning rate (default 0.01)\n"
                "     --batch-size=B     central: mini-batch size (default 32)\n"
+               "     --cacert=FILE      train: check https:// servers against this CA (PEM)\n"
                "  -v --verbose          Log debug messages\n"
                "\n"
                "See the %1$s(1) man page for details.\n",
@@ -155,6 +158,7 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 ARG_FL_NAME,
                 ARG_MOMENTUM,
                 ARG_TIMEOUT,
+                ARG_CACERT,
                 ARG_WIDTH,
                 ARG_HEIGHT,
                 ARG_TITLE,
@@ -180,6 +184,7 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 { "fl-name",    required_argument, NULL, ARG_FL_NAME    },
                 { "momentum",   required_argument, NULL, ARG_MOMENTUM   },
                 { "timeout",    required_argument, NULL, ARG_TIMEOUT    },
+                { "cacert",     required_argument, NULL, ARG_CACERT     },
                 { "width",      required_argument, NULL, ARG_WIDTH      },
                 { "height",     required_argument, NULL, ARG_HEIGHT     },
                 { "title",      required_argument, NULL, ARG_TITLE      },
@@ -194,7 +199,7 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 { ARG_ARCH, FOR_INIT }, { ARG_SEED, FOR_INIT | FOR_TRAIN | FOR_CENTRAL },
                 { ARG_SERVERS, FOR_TRAIN }, { ARG_DEVICES, FOR_TRAIN }, { ARG_PARTITION, FOR_TRAIN },
                 { ARG_ITERATIONS, FOR_TRAIN }, { ARG_THREADS, FOR_TRAIN }, { ARG_FL_NAME, FOR_TRAIN },
-                { ARG_TIMEOUT, FOR_TRAIN }, { ARG_EVAL_EVERY, FOR_TRAIN },
+                { ARG_TIMEOUT, FOR_TRAIN }, { ARG_EVAL_EVERY, FOR_TRAIN }, { ARG_CACERT, FOR_TRAIN },
                 { ARG_DATA, FOR_TRAIN | FOR_CENTRAL }, { ARG_MOMENTUM, FOR_TRAIN | FOR_CENTRAL },
                 { ARG_CSV, FOR_TRAIN | FOR_CENTRAL | FOR_PLOT },
                 { ARG_WIDTH, FOR_PLOT }, { ARG_HEIGHT, FOR_PLOT }, { ARG_TITLE, FOR_PLOT },
@@ -290,6 +295,11 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                         if (safe_atou64(optarg, &o->timeout_sec) < 0 || o->timeout_sec < 1 ||
                             o->timeout_sec > TIMEOUT_SEC_MAX)
                                 return usage_error("Invalid timeout (1 to 86400 seconds)", optarg);
+                        break;
+                case ARG_CACERT:
+                        if (isempty(optarg) || access(optarg, R_OK) < 0)
+                                return usage_error("Cannot read the CA file", optarg);
+                        o->cacert = optarg;
                         break;
                 case ARG_WIDTH:
                         if (parse_size(optarg, PLOT_SIZE_MIN, PLOT_SIZE_MAX, &o->width) < 0)
@@ -434,6 +444,7 @@ static int train(const Options *o, const ServerList *servers) {
                 .momentum = (float) o->momentum,
                 .timeout_usec = o->timeout_sec * USEC_PER_SEC,
                 .eval_every = o->eval_every,
+                .cacert = o->cacert,
         };
 
         return client_run(&ro);
@@ -462,7 +473,7 @@ int main(int argc, char *argv[]) {
                         return EXIT_FAILURE;
                 }
                 if (r < 0) {
-                        (void) usage_error("Invalid --servers list (http://HOST:PORT,...)", o.servers);
+                        (void) usage_error("Invalid --servers list (http(s)://HOST:PORT,...)", o.servers);
                         return EXIT_USAGE;
                 }
                 /* Before any thread: libcurl's global state is not thread-safe to set up. */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "flctl-args.h"
 #include "json-util.h"
@@ -35,11 +36,14 @@ static void help(void) {
                "  token create --role ROLE --into FILE\n"
                "                        Make a REST token of ROLE (operator or reader),\n"
                "                        add its hash to the token file FILE, print it\n"
+               "  tls init --dir DIR --hosts ADDR[,ADDR...]\n"
+               "                        Make a CA and a node certificate for these\n"
+               "                        addresses in DIR (no scheduler needed)\n"
                "\n"
                "Options:\n"
                "  -h --help             Show this help and exit\n"
                "     --version          Show the version and exit\n"
-               "     --url=URL          Talk REST to the scheduler at URL (http://HOST:PORT)\n"
+               "     --url=URL          Talk REST to the scheduler at URL (http(s)://HOST:PORT)\n"
                "                        instead of D-Bus on the system bus\n"
                "     --token-file=FILE  REST: send the token in FILE (default $%2$s)\n"
                "     --json             Print JSON for scripts instead of text\n"
@@ -50,6 +54,12 @@ static void help(void) {
                "     --role=ROLE        token create: operator (may change the cluster) or\n"
                "                        reader (may only read)\n"
                "     --into=FILE        token create: the scheduler's management_token_file\n"
+               "     --cacert=FILE      Check https:// schedulers and servers against this CA\n"
+               "                        (PEM); model get then uses https:// too\n"
+               "     --dir=DIR          tls init: where the files go\n"
+               "     --hosts=ADDRS      tls init: the nodes' IP addresses and DNS names\n"
+               "     --force            tls init: replace the files already in DIR\n"
+               "     --keep-ca          tls init: sign with DIR/ca.pem and DIR/ca-key.pem\n"
                "\n"
                "See the %1$s(1) man page for details.\n",
                program_invocation_short_name, FLCTL_TOKEN_FILE_ENV);
@@ -88,6 +98,11 @@ int parse_argv(int argc, char *argv[], FlctlOptions *ret, int *ret_verb_index) {
                 ARG_TOKEN_FILE,
                 ARG_ROLE,
                 ARG_INTO,
+                ARG_CACERT,
+                ARG_DIR,
+                ARG_HOSTS,
+                ARG_FORCE,
+                ARG_KEEP_CA,
         };
         static const struct option options[] = {
                 { "help",    no_argument,       NULL, 'h'         },
@@ -100,6 +115,11 @@ int parse_argv(int argc, char *argv[], FlctlOptions *ret, int *ret_verb_index) {
                 { "token-file", required_argument, NULL, ARG_TOKEN_FILE },
                 { "role",       required_argument, NULL, ARG_ROLE       },
                 { "into",       required_argument, NULL, ARG_INTO       },
+                { "cacert",    required_argument, NULL, ARG_CACERT    },
+                { "dir",       required_argument, NULL, ARG_DIR       },
+                { "hosts",     required_argument, NULL, ARG_HOSTS     },
+                { "force",     no_argument,       NULL, ARG_FORCE     },
+                { "keep-ca",   no_argument,       NULL, ARG_KEEP_CA   },
                 {}
         };
         const char *env = getenv(FLCTL_TOKEN_FILE_ENV);
@@ -122,7 +142,7 @@ int parse_argv(int argc, char *argv[], FlctlOptions *ret, int *ret_verb_index) {
                         return 0;
                 case ARG_URL:
                         if (!url_is_valid(optarg))
-                                return log_error_errno(-EINVAL, "Invalid URL '%s': expected http://HOST:PORT. "
+                                return log_error_errno(-EINVAL, "Invalid URL '%s': expected http(s)://HOST:PORT. "
                                                        "See '%s --help'.", optarg, program_invocation_short_name);
                         o.url = optarg;
                         break;
@@ -161,6 +181,27 @@ int parse_argv(int argc, char *argv[], FlctlOptions *ret, int *ret_verb_index) {
                                 return log_error_errno(-EINVAL, "Invalid token file ''. See '%s --help'.",
                                                        program_invocation_short_name);
                         o.into = optarg;
+                        break;
+                case ARG_CACERT:
+                        if (isempty(optarg) || access(optarg, R_OK) < 0)
+                                return log_error_errno(-EINVAL, "Cannot read the CA file '%s' (--cacert). "
+                                                       "See '%s --help'.", optarg, program_invocation_short_name);
+                        o.cacert = optarg;
+                        break;
+                case ARG_DIR:
+                        if (isempty(optarg))
+                                return log_error_errno(-EINVAL, "Invalid directory ''. See '%s --help'.",
+                                                       program_invocation_short_name);
+                        o.dir = optarg;
+                        break;
+                case ARG_HOSTS:
+                        o.hosts = optarg;
+                        break;
+                case ARG_FORCE:
+                        o.force = true;
+                        break;
+                case ARG_KEEP_CA:
+                        o.keep_ca = true;
                         break;
                 case ':':
                         return log_error_errno(-EINVAL, "Option '%s' needs an argument. See '%s --help'.",

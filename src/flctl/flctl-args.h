@@ -17,6 +17,12 @@ typedef struct FlctlOptions {
         const char *token_file;         /* --token-file, else $FLCTL_TOKEN_FILE; NULL: none */
         const char *role;               /* --role: token create's */
         const char *into;               /* --into: token create's file */
+        const char *cacert;             /* --cacert: the cluster's CA for https:// */
+        /* tls init */
+        const char *dir;                /* --dir */
+        const char *hosts;              /* --hosts, as given */
+        bool force;                     /* --force */
+        bool keep_ca;                   /* --keep-ca */
 } FlctlOptions;
 
 /* The environment variable --token-file defaults to. */

@@ -37,6 +37,7 @@ typedef struct BackendVTable {
 struct Backend {
         const BackendVTable *vtable;
         uint64_t timeout_usec;  /* for each call's reply, set per verb */
+        const char *cacert;     /* REST over https: the CA (--cacert), or NULL: the system's */
 };
 
 int bus_backend_new(Backend **ret);

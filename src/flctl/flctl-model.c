@@ -18,16 +18,18 @@ void model_download_done(ModelDownload *d) {
         *d = (ModelDownload) {};
 }
 
-static int model_url(const NodeInfo *n, int64_t iteration, char **ret) {
+static int model_url(const NodeInfo *n, int64_t iteration, bool https, char **ret) {
         /* An IPv6 literal goes in brackets. */
         bool v6 = strchr(n->address, ':');
+        const char *scheme = https ? "https" : "http";
         int k;
 
         if (iteration >= 0)
-                k = asprintf(ret, "http://%s%s%s:%u/model?iteration=%" PRIi64, v6 ? "[" : "", n->address,
+                k = asprintf(ret, "%s://%s%s%s:%u/model?iteration=%" PRIi64, scheme, v6 ? "[" : "", n->address,
                              v6 ? "]" : "", n->port, iteration);
         else
-                k = asprintf(ret, "http://%s%s%s:%u/model", v6 ? "[" : "", n->address, v6 ? "]" : "", n->port);
+                k = asprintf(ret, "%s://%s%s%s:%u/model", scheme, v6 ? "[" : "", n->address, v6 ? "]" : "",
+                             n->port);
         return k < 0 ? -ENOMEM : 0;
 }
 
@@ -43,7 +45,7 @@ static char *refusal_message(const CurlBody *b) {
         return message_sanitize(m);
 }
 
-static int fetch_one(CURL *c, const char *url, uint64_t timeout_usec, ModelDownload *ret) {
+static int fetch_one(CURL *c, const char *url, uint64_t timeout_usec, const char *cacert, ModelDownload *ret) {
         _cleanup_(curl_body_done) CurlBody body = { .max = FL_MODEL_FILE_MAX };
         _cleanup_free_ char *message = NULL;
         _cleanup_(model_freep) Model *m = NULL;
@@ -66,7 +68,8 @@ static int fetch_one(CURL *c, const char *url, uint64_t timeout_usec, ModelDownl
             curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_body_write) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_WRITEDATA, &body) != CURLE_OK ||
-            curl_easy_setopt(c, CURLOPT_USERAGENT, "flctl/" PACKAGE_VERSION) != CURLE_OK)
+            curl_easy_setopt(c, CURLOPT_USERAGENT, "flctl/" PACKAGE_VERSION) != CURLE_OK ||
+            (cacert && curl_easy_setopt(c, CURLOPT_CAINFO, cacert) != CURLE_OK))
                 return log_warning_errno(-EIO, "Failed to set up GET %s with libcurl.", url);
 
         cc = curl_easy_perform(c);
@@ -104,7 +107,8 @@ static int fetch_one(CURL *c, const char *url, uint64_t timeout_usec, ModelDownl
         return 0;
 }
 
-int model_download(const NodeList *nodes, int64_t iteration, uint64_t timeout_usec, ModelDownload *ret) {
+int model_download(const NodeList *nodes, int64_t iteration, uint64_t timeout_usec, const char *cacert, bool https,
+                   ModelDownload *ret) {
         _cleanup_(curl_easy_cleanupp) CURL *c = NULL;
         size_t tried = 0;
         int r = -ENXIO;
@@ -123,13 +127,13 @@ int model_download(const NodeList *nodes, int64_t iteration, uint64_t timeout_us
 
                 if (!streq(n->role, "SERVER") || !n->alive || isempty(n->address) || n->port == 0)
                         continue;
-                r = model_url(n, iteration, &url);
+                r = model_url(n, iteration, https, &url);
                 if (r < 0) {
                         r = log_oom();
                         break;
                 }
                 tried++;
-                r = fetch_one(c, url, timeout_usec, ret);
+                r = fetch_one(c, url, timeout_usec, cacert, ret);
                 if (r >= 0 || r == -ENOMEM)
                         break;
         }

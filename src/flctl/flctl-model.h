@@ -24,8 +24,10 @@ void model_download_done(ModelDownload *d);
 /* Tries the alive servers of nodes in the list's order until one serves a
  * valid model; each failure is logged as a warning, the last one also
  * returned (-ENOENT: no server knows the iteration; -ENXIO: no alive server
- * with an address in the list). */
-int model_download(const NodeList *nodes, int64_t iteration, uint64_t timeout_usec, ModelDownload *ret);
+ * with an address in the list). https: GET https://... checked against
+ * cacert (NULL: the system's CAs). */
+int model_download(const NodeList *nodes, int64_t iteration, uint64_t timeout_usec, const char *cacert, bool https,
+                   ModelDownload *ret);
 
 /* FeatureMapList bytes as downloaded, or safetensors when path ends in
  * ".safetensors"; atomically. */

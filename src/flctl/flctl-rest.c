@@ -64,6 +64,8 @@ static int rest_setup(RestBackend *b, const char *method, const char *url, const
             curl_easy_setopt(c, CURLOPT_USERAGENT, "flctl/" PACKAGE_VERSION) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers) != CURLE_OK)
                 return -EIO;
+        if (b->backend.cacert && curl_easy_setopt(c, CURLOPT_CAINFO, b->backend.cacert) != CURLE_OK)
+                return -EIO;
 
         /* The management API's POSTs without a request body send none, with
          * no form Content-Type, as `curl -X POST` or requests.post() do.
@@ -132,6 +134,10 @@ static int rest_request(RestBackend *b, const char *method, const char *path, js
                                        "The scheduler at %s did not answer %s %s within %.3g s (see --timeout).",
                                        b->url, method, path,
                                        (double) b->backend.timeout_usec / (double) USEC_PER_SEC);
+        if (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE)
+                return log_error_errno(-EKEYREJECTED, "The scheduler at %s shows a certificate flctl does not trust "
+                                       "(%s); give the cluster's CA with --cacert.", b->url,
+                                       b->errbuf[0] ? b->errbuf : curl_easy_strerror(cc));
         if (cc != CURLE_OK)
                 return log_error_errno(curl_error_to_errno(cc), "Failed to connect to the scheduler at %s: %s",
                                        b->url, b->errbuf[0] ? b->errbuf : curl_easy_strerror(cc));

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "flctl-model.h"
+#include "flctl-tls.h"
 #include "json-util.h"
 #include "flctl-output.h"
 #include "flctl-token.h"
@@ -84,7 +86,9 @@ static int verb_model_get(Backend *b, const FlctlOptions *o, int argc, char *arg
         if (r < 0)
                 return r;
         node_list_sort_by_rank(&nodes);
-        r = model_download(&nodes, o->iteration, b->timeout_usec, &d);
+        /* The servers speak HTTPS when the scheduler does (or a CA was given for them). */
+        r = model_download(&nodes, o->iteration, b->timeout_usec, o->cacert,
+                           o->cacert || (o->url && strncasecmp(o->url, "https://", 8) == 0), &d);
         if (r < 0)
                 return r;
         r = model_write(o->output, &d, o->iteration);
@@ -219,6 +223,7 @@ static const Verb verbs[] = {
         { "enable",   0, 0,        verb_enable,        0                             },
         { "disable",  0, 0,        verb_disable,       0                             },
         { "token",    0, 0,        verb_token_create,  0, "create", check_token_create, .local = true },
+        { "tls",      0, 0,        verb_tls_init,      0, "init", check_tls_init, .local = true },
 };
 
 int verb_find(int argc, char *argv[], const Verb **ret) {
@@ -278,6 +283,7 @@ int verb_run(const Verb *verb, const FlctlOptions *o, int argc, char *argv[]) {
         if (r < 0)
                 return r;
         b->timeout_usec = o->timeout_usec ?: verb->timeout_usec ?: DEFAULT_TIMEOUT_USEC;
+        b->cacert = o->cacert;
 
         return verb->run(b, o, argc, argv);
 }

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <arpa/inet.h>
 #include <gnutls/crypto.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "tls-issue.h"
 #include "tls.h"
+#include "util.h"
 
 #define ORGANIZATION "flcluster"
 
@@ -177,4 +179,45 @@ int tls_issued_key_pem(const TlsIssued *i, char **ret) {
         if (gnutls_x509_privkey_export2_pkcs8(i->key, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN, &d) < 0)
                 return -EIO;
         return datum_to_string(&d, ret);
+}
+
+int tls_issued_load_ca(const char *cert_path, const char *key_path, TlsIssued *ret, char *error, size_t size) {
+        _cleanup_(tls_issued_done) TlsIssued i = {};
+        _cleanup_free_ char *cert = NULL, *key = NULL;
+        unsigned char a[64], b[64];
+        size_t na = sizeof a, nb = sizeof b, n;
+        gnutls_datum_t d;
+        int r;
+
+        r = tls_global_init();
+        if (r < 0)
+                return r;
+        r = read_full_file(cert_path, &cert, &n, 1024 * 1024);
+        if (r < 0)
+                return snprintf(error, size, "Cannot read %s: %s.", cert_path, strerror(-r)), r;
+        d = (gnutls_datum_t) { .data = (unsigned char *) cert, .size = (unsigned) n };
+        if (gnutls_x509_crt_init(&i.crt) < 0 || gnutls_x509_privkey_init(&i.key) < 0)
+                return -ENOMEM;
+        if (gnutls_x509_crt_import(i.crt, &d, GNUTLS_X509_FMT_PEM) < 0)
+                return snprintf(error, size, "%s is not a PEM certificate.", cert_path), -EBADMSG;
+        if (gnutls_x509_crt_get_ca_status(i.crt, NULL) <= 0)
+                return snprintf(error, size, "The certificate in %s is not a CA.", cert_path), -EBADMSG;
+
+        r = read_full_file(key_path, &key, &n, 1024 * 1024);
+        if (r < 0)
+                return snprintf(error, size, "Cannot read %s: %s.", key_path, strerror(-r)), r;
+        d = (gnutls_datum_t) { .data = (unsigned char *) key, .size = (unsigned) n };
+        r = gnutls_x509_privkey_import2(i.key, &d, GNUTLS_X509_FMT_PEM, NULL, 0);
+        explicit_bzero(key, n);
+        if (r < 0)
+                return snprintf(error, size, "%s is not an unencrypted PEM private key: %s.", key_path,
+                                gnutls_strerror(r)), -EBADMSG;
+        if (gnutls_x509_crt_get_key_id(i.crt, GNUTLS_KEYID_USE_SHA256, a, &na) < 0 ||
+            gnutls_x509_privkey_get_key_id(i.key, GNUTLS_KEYID_USE_SHA256, b, &nb) < 0 || na != nb ||
+            memcmp(a, b, na) != 0)
+                return snprintf(error, size, "The key in %s is not the key of the CA in %s.", key_path, cert_path),
+                       -EKEYREJECTED;
+        *ret = i;
+        i = (TlsIssued) {};
+        return 0;
 }

@@ -35,6 +35,11 @@ int tls_issue_node(const TlsIssued *ca, char *const *hosts, size_t n_hosts, time
  * and dots, a leading "*." allowed; 1-253 characters). */
 bool tls_dns_name_is_valid(const char *s);
 
+/* Reads a CA back (PEM certificate and unencrypted key, as tls_issued_*_pem()
+ * write them): the key must be the certificate's and the certificate a CA.
+ * On refusal error says why. */
+int tls_issued_load_ca(const char *cert_path, const char *key_path, TlsIssued *ret, char *error, size_t size);
+
 /* PEM text (NUL-terminated, malloc()ed) of the certificate, and of the key
  * as unencrypted PKCS#8. */
 int tls_issued_cert_pem(const TlsIssued *i, char **ret);
