@@ -29,6 +29,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -228,16 +229,23 @@ class HttpResult:
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http(method, url, body=None, timeout=5, headers=None):
+def _tls_opener(cafile):
+    ctx = ssl.create_default_context(cafile=cafile)
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
+
+
+def http(method, url, body=None, timeout=5, headers=None, cafile=None):
     """Returns an HttpResult; status None when there was no HTTP answer.
-    headers: more request headers (e.g. Authorization)."""
+    headers: more request headers (e.g. Authorization); cafile: for
+    https://, the CA the server's certificate must lead to."""
     if isinstance(body, (dict, list)):
         body = json.dumps(body).encode()
     hdrs = {"Content-Type": "application/json"} if body is not None else {}
     hdrs.update(headers or {})
     req = urllib.request.Request(url, data=body, method=method, headers=hdrs)
+    opener = _tls_opener(cafile) if cafile else _opener
     try:
-        with _opener.open(req, timeout=timeout) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             status, raw, rh = resp.status, resp.read(), resp.headers
     except urllib.error.HTTPError as e:
         status, raw, rh = e.code, e.read(), e.headers
@@ -578,8 +586,12 @@ class Cluster:
     """A scheduler and its servers on loopback (or in network namespaces)."""
 
     def __init__(self, t, server_num, node_timeout=10, bus=True, scheduler_ip="127.0.0.1", netns=None,
-                 name="sched"):
+                 name="sched", config=None, cafile=None):
         self.t = t
+        # A configuration file for every daemon (e.g. the ssl section), and
+        # the CA REST and flctl check an HTTPS scheduler against.
+        self.config = config
+        self.cafile = cafile
         self.server_num = server_num
         self.node_timeout = node_timeout
         self.scheduler_ip = scheduler_ip
@@ -602,7 +614,10 @@ class Cluster:
 
     @property
     def base_url(self):
-        return "http://%s:%d" % (self.scheduler_ip, self.manage_port)
+        return "%s://%s:%d" % ("https" if self.cafile else "http", self.scheduler_ip, self.manage_port)
+
+    def _config_args(self):
+        return ["--config_file_path=" + self.config] if self.config else []
 
     def _log_level(self):
         return ["--log_level=" + LOG_LEVEL] if LOG_LEVEL else []
@@ -614,7 +629,7 @@ class Cluster:
                 "--scheduler_manage_port=%d" % self.manage_port,
                 "--server_num=%d" % self.server_num,
                 "--node_timeout=%d" % self.node_timeout,
-                "--state_dir=" + self.sched_state_dir] + self._log_level() + list(extra)
+                "--state_dir=" + self.sched_state_dir] + self._config_args() + self._log_level() + list(extra)
 
     def start_scheduler(self, extra=(), argv=None, retries=5, timeout=15):
         """Starts fl-schedulerd and waits until REST answers. New ports are
@@ -657,7 +672,7 @@ class Cluster:
                 "--fl_server_port=%d" % port,
                 "--server_num=%d" % self.server_num,
                 "--local_server_num=%d" % local_server_num,
-                "--state_dir=" + state_dir] + self._log_level()
+                "--state_dir=" + state_dir] + self._config_args() + self._log_level()
         if node_id is not None:
             argv.append("--node_id=" + node_id)
         return argv + list(extra)
@@ -701,7 +716,7 @@ class Cluster:
         if self.netns:
             return http_in_netns(self.netns, method, url, body, timeout=timeout + 5)
         headers = {"Authorization": "Bearer " + self.token} if self.token else None
-        return http(method, url, body, timeout, headers=headers)
+        return http(method, url, body, timeout, headers=headers, cafile=self.cafile)
 
     def state(self):
         r = self.http("GET", "/state")
@@ -732,6 +747,8 @@ class Cluster:
         (--url of this scheduler), or with url="http://..." over that URL.
         Returns (rc, stdout, stderr); rc None on timeout."""
         argv = [FLCTL]
+        if self.cafile:
+            argv += ["--cacert", self.cafile]
         if url is True:
             argv += ["--url", self.base_url]
         elif url:
@@ -747,6 +764,41 @@ class Cluster:
             return None, e.stdout or "", (e.stderr or "") + "\n(flctl timed out after %ds)" % timeout
         self.t.transcript("$ %s\n[rc=%s]\n%s%s" % (" ".join(argv), p.returncode, p.stdout, p.stderr))
         return p.returncode, p.stdout, p.stderr
+
+
+# ---------------------------------------------------------------- TLS and configuration
+
+class TlsFiles:
+    """What `flctl tls init` writes into a directory."""
+
+    def __init__(self, d):
+        self.dir = d
+        self.ca, self.ca_key = os.path.join(d, "ca.pem"), os.path.join(d, "ca-key.pem")
+        self.node, self.node_key = os.path.join(d, "node.pem"), os.path.join(d, "node-key.pem")
+
+    def ssl(self, **more):
+        """The ssl section naming them."""
+        section = {"server_cert_path": self.node, "server_key_path": self.node_key, "ca_cert_path": self.ca}
+        section.update(more)
+        return section
+
+
+def tls_init(t, name="tls", hosts="127.0.0.1", extra=()):
+    """Runs `flctl tls init --dir t.tmp/NAME --hosts HOSTS`; a TlsFiles."""
+    d = os.path.join(t.tmp, name)
+    p = subprocess.run([FLCTL, "tls", "init", "--dir", d, "--hosts", hosts] + list(extra), capture_output=True,
+                       text=True, timeout=30, env=_clean_env(), stdin=subprocess.DEVNULL)
+    if p.returncode != 0:
+        raise Failure("flctl tls init failed (rc=%s): %s" % (p.returncode, p.stderr))
+    return TlsFiles(d)
+
+
+def write_config(t, name, obj):
+    """A JSON configuration file in the scratch directory; its path."""
+    path = os.path.join(t.tmp, name)
+    with open(path, "w") as f:
+        json.dump(obj, f)
+    return path
 
 
 # ---------------------------------------------------------------- the test
