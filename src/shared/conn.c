@@ -510,7 +510,12 @@ static void conn_describe_peer(Conn *c) {
                 port = ntohs(in->sin_port);
         } else if (sa.ss_family == AF_INET6) {
                 struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &sa;
-                inet_ntop(AF_INET6, &in6->sin6_addr, c->host, sizeof c->host);
+
+                /* A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d: name them as IPv4. */
+                if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+                        inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], c->host, sizeof c->host);
+                else
+                        inet_ntop(AF_INET6, &in6->sin6_addr, c->host, sizeof c->host);
                 port = ntohs(in6->sin6_port);
         }
         snprintf(c->peer, sizeof c->peer, "%s:%u", c->host, port);
