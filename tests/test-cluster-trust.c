@@ -147,7 +147,7 @@ static void test_expiry_warning_and_secret(void **state) {
         out = capture_stderr(run_new, &run);
         assert_int_equal(run.r, 0);
         assert_true(cluster_trust_has_secret(run.trust));
-        if (!strstr(out, "the server certificate (ssl.server_cert_path, ") || !strstr(out, "expires in 20 days"))
+        if (!strstr(out, "The server certificate (ssl.server_cert_path, ") || !strstr(out, "expires in 20 days"))
                 fail_msg("no expiry warning: %s", out);
         assert_non_null(strstr(out, "Loaded the cluster secret from"));
         cluster_trust_free(run.trust);

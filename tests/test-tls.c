@@ -72,7 +72,7 @@ static void test_load(void **state) {
 
         k = tls_material_expiry(m, &e);
         assert_int_equal(k, 2);         /* the node certificate, the CA */
-        assert_string_equal(e[0].what, "the server certificate");
+        assert_string_equal(e[0].what, "The server certificate");
         assert_string_equal(e[0].key, "server_cert_path");
         assert_non_null(strstr(e[0].subject, "CN=127.0.0.1"));
         assert_true(e[0].when > time(NULL) + 300 * TLS_TEST_DAY);

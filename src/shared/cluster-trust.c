@@ -63,6 +63,17 @@ void cluster_trust_check_expiry(ClusterTrust *t) {
                         continue;
                 format_date(e[i].when, date);
                 snprintf(field, sizeof field, "FL_CERT_EXPIRES=%s", date);
+                if (streq(e[i].key, "crl_path")) {
+                        if (e[i].when <= now)
+                                log_struct(LOG_ERR, FIELDS(field), "The CRL (ssl.crl_path) was due for its next update "
+                                           "on %s: certificates can no longer be checked against it. Publish a new "
+                                           "CRL and reload (systemctl reload).", date);
+                        else
+                                log_struct(LOG_WARNING, FIELDS(field), "The CRL (ssl.crl_path) is due for its next "
+                                           "update in %" PRIi64 " days, on %s: publish a new one and reload "
+                                           "(systemctl reload).", days, date);
+                        continue;
+                }
                 if (e[i].when <= now)
                         log_struct(LOG_ERR, FIELDS(field), "%s (ssl.%s%s%s) passed its date on %s: peers refuse "
                                    "it. Replace it and reload (systemctl reload).", e[i].what, e[i].key,

@@ -171,7 +171,7 @@ static void expiry_add(TlsMaterial *m, const char *what, const char *key, gnutls
 
 static void expiry_add_chain(TlsMaterial *m, const char *what, const char *key, const TlsKeyPair *p) {
         for (unsigned i = 0; i < p->n_chain; i++)
-                expiry_add(m, i == 0 ? what : "an intermediate CA certificate", key, p->chain[i],
+                expiry_add(m, i == 0 ? what : "An intermediate CA certificate", key, p->chain[i],
                            gnutls_x509_crt_get_expiration_time(p->chain[i]));
 }
 
@@ -274,14 +274,14 @@ int tls_material_load(const SslConfig *s, TlsMaterial **ret, char *error, size_t
                 return REFUSE(r, "Failed to set up the TLS credentials: %s.", strerror(-r));
         }
 
-        expiry_add_chain(m, "the server certificate", "server_cert_path", &server);
+        expiry_add_chain(m, "The server certificate", "server_cert_path", &server);
         if (s->client_cert_path)
-                expiry_add_chain(m, "the client certificate", "client_cert_path", &client);
+                expiry_add_chain(m, "The client certificate", "client_cert_path", &client);
         for (unsigned i = 0; i < trust.n_cas; i++)
-                expiry_add(m, "a CA certificate", "ca_cert_path", trust.cas[i],
+                expiry_add(m, "A CA certificate", "ca_cert_path", trust.cas[i],
                            gnutls_x509_crt_get_expiration_time(trust.cas[i]));
         for (unsigned i = 0; i < trust.n_crls; i++)
-                expiry_add(m, "the CRL's next update", "crl_path", NULL,
+                expiry_add(m, "The CRL", "crl_path", NULL,
                            gnutls_x509_crl_get_next_update(trust.crls[i]));
 
         *ret = m;

@@ -34,10 +34,10 @@ typedef struct TlsPeerCheck {
 
 /* A date worth a journal warning before it passes. */
 typedef struct TlsExpiry {
-        const char *what;               /* "the server certificate", "the CA certificate", "the CRL" */
+        const char *what;               /* "The server certificate", "A CA certificate", "The CRL" */
         const char *key;                /* the ssl key naming the file */
         char subject[192];              /* the certificate's DN (empty for a CRL) */
-        time_t when;                    /* not after (for a CRL: its next update) */
+        time_t when;                    /* not after (for the CRL: its next update) */
 } TlsExpiry;
 
 #define TLS_EXPIRY_MAX 16
