@@ -33,6 +33,7 @@ import struct
 import subprocess
 import sys
 import time
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -289,6 +290,13 @@ class Verifier:
 # ---------------------------------------------------------------- HTTP
 
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def use_ca(cafile):
+    """From now on https:// servers are checked against cafile (a TLS cluster)."""
+    global _opener
+    ctx = ssl.create_default_context(cafile=cafile)
+    _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
 
 
 def http_request(method, url, body=None, timeout=10, content_type="application/octet-stream"):
@@ -795,11 +803,14 @@ class TrainingCluster:
     local=True starts one fl-serverd --local_server_num=n, else n processes."""
 
     def __init__(self, t, proto, n_servers, job, model, name="sched", local=False, server_extra=(),
-                 node_timeout=10, start=True):
+                 node_timeout=10, start=True, config=None, cafile=None):
         import harness
         self.t, self.proto, self.job = t, proto, dict(job)
         self.fl_name = self.job.get("fl_name", "Lenet")
-        self.c = harness.Cluster(t, server_num=n_servers, node_timeout=node_timeout, name=name)
+        # config: a configuration file for every daemon; cafile: the cluster speaks HTTPS (use_ca()).
+        self.c = harness.Cluster(t, server_num=n_servers, node_timeout=node_timeout, name=name, config=config,
+                                 cafile=cafile)
+        self.scheme = "https" if cafile else "http"
         self.n_servers, self.local = n_servers, local
         self.model_path = os.path.join(t.tmp, name + "-initial.fl")
         proto.write_model(self.model_path, model)
@@ -814,12 +825,12 @@ class TrainingCluster:
         if self.local:
             d = self.c.start_server(local_server_num=count, extra=self.server_extra, timeout=30)
             self.daemons.append(d)
-            self.urls += ["http://127.0.0.1:%d" % p for p in d.ports]
+            self.urls += ["%s://127.0.0.1:%d" % (self.scheme, p) for p in d.ports]
         else:
             for _ in range(count):
                 d = self.c.start_server(extra=self.server_extra)
                 self.daemons.append(d)
-                self.urls.append("http://127.0.0.1:%d" % d.port)
+                self.urls.append("%s://127.0.0.1:%d" % (self.scheme, d.port))
 
     def state(self):
         r = self.c.http("GET", "/state")
