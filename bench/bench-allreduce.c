@@ -3,7 +3,12 @@
  * set against two limits measured in the same run (a memory copy on one
  * core, and one TCP stream between two processes over loopback).
  *
- *   bench-allreduce [--processes] [--repeat N]
+ *   bench-allreduce [--processes] [--repeat N] [--tls]
+ *
+ * With --tls every row is measured twice in the same run, over clear TCP
+ * and over TLS (mutual certificates from a CA made here with GnuTLS, the
+ * default priorities), and the ratio TLS/clear of the time per operation
+ * is printed: what encrypting the ring costs.
  *
  * By default the k servers are k AllReduce instances in one process and one
  * sd-event loop, so all of them share one core: the figure is the cost of
@@ -19,8 +24,10 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include "cluster-trust.h"
 #include "log.h"
 #include "server-allreduce.h"
+#include "tls-issue.h"
 #include "util.h"
 
 #define K_MAX 8
@@ -68,8 +75,68 @@ static void ring_member(RingMember *m, size_t i, uint16_t port) {
         strcpy(m->address, "127.0.0.1");
 }
 
+/* --tls: the configuration naming the material made in tls_prepare(). */
+static FlConfig tls_config;
+static char tls_dir[] = "/tmp/fl-bench-allreduce-XXXXXX";
+
+static int write_pem(const char *name, const TlsIssued *i, bool key) {
+        _cleanup_free_ char *path = NULL, *pem = NULL;
+        int r;
+
+        if (asprintf(&path, "%s/%s", tls_dir, name) < 0)
+                return -ENOMEM;
+        r = key ? tls_issued_key_pem(i, &pem) : tls_issued_cert_pem(i, &pem);
+        if (r < 0)
+                return r;
+        return write_file_atomic(path, pem);
+}
+
+/* A CA and one node certificate for 127.0.0.1, as flctl tls init makes them. */
+static int tls_prepare(void) {
+        _cleanup_(tls_issued_done) TlsIssued ca = {}, node = {};
+        char *hosts[] = { "127.0.0.1" };
+        time_t now = time(NULL);
+        int r;
+
+        if (!mkdtemp(tls_dir))
+                return -errno;
+        r = tls_issue_ca("bench CA", now - 3600, now + 3650 * 86400, &ca);
+        if (r >= 0)
+                r = tls_issue_node(&ca, hosts, 1, now - 3600, now + 730 * 86400, &node);
+        if (r >= 0)
+                r = write_pem("ca.pem", &ca, false);
+        if (r >= 0)
+                r = write_pem("node.pem", &node, false);
+        if (r >= 0)
+                r = write_pem("node-key.pem", &node, true);
+        if (r < 0)
+                return r;
+        r = conf_init(&tls_config);
+        if (r < 0)
+                return r;
+        tls_config.enable_ssl = true;
+        if (asprintf(&tls_config.ssl.ca_cert_path, "%s/ca.pem", tls_dir) < 0 ||
+            asprintf(&tls_config.ssl.server_cert_path, "%s/node.pem", tls_dir) < 0 ||
+            asprintf(&tls_config.ssl.server_key_path, "%s/node-key.pem", tls_dir) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+static void tls_cleanup(void) {
+        const char *files[] = { "ca.pem", "node.pem", "node-key.pem" };
+        char path[128];
+
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                snprintf(path, sizeof path, "%s/%s", tls_dir, files[i]);
+                (void) unlink(path);
+        }
+        (void) rmdir(tls_dir);
+        conf_done(&tls_config);
+}
+
 /* All k instances in this process; returns seconds per operation. */
-static int bench_one_process(size_t k, size_t n, unsigned repeat, double *ret) {
+static int bench_one_process(size_t k, size_t n, unsigned repeat, bool tls, double *ret) {
+        _cleanup_(cluster_trust_freep) ClusterTrust *trust = NULL;
         Bench b = { .k = k };
         uint64_t t0 = 0;
         int r;
@@ -77,8 +144,15 @@ static int bench_one_process(size_t k, size_t n, unsigned repeat, double *ret) {
         r = sd_event_new(&b.e);
         if (r < 0)
                 return r;
+        if (tls) {
+                r = cluster_trust_new(&trust, b.e, &tls_config);
+                if (r < 0)
+                        return r;
+        }
         for (size_t i = 0; i < k; i++) {
                 r = allreduce_new(&b.a[i], b.e, "127.0.0.1", 0, TIMEOUT_USEC);
+                if (r >= 0 && trust)
+                        r = allreduce_set_trust(b.a[i], trust);
                 if (r < 0)
                         return r;
                 ring_member(&b.ring[i], i, allreduce_port(b.a[i]));
@@ -132,7 +206,7 @@ static int reserve_ports(size_t k, uint16_t *ports) {
 
 /* One process per server; returns the seconds per operation that the
  * slowest server saw. */
-static int bench_processes(size_t k, size_t n, unsigned repeat, double *ret) {
+static int bench_processes(size_t k, size_t n, unsigned repeat, bool tls, double *ret) {
         uint16_t ports[K_MAX];
         int pipes[K_MAX][2];
         pid_t pids[K_MAX];
@@ -149,13 +223,15 @@ static int bench_processes(size_t k, size_t n, unsigned repeat, double *ret) {
                 if (pids[i] < 0)
                         return -errno;
                 if (pids[i] == 0) {
+                        ClusterTrust *trust = NULL;
                         Bench b = { .k = k };
                         double per_op = -1;
                         uint64_t t0 = 0;
 
                         close(pipes[i][0]);
-                        if (sd_event_new(&b.e) < 0 ||
-                            allreduce_new(&b.a[0], b.e, "127.0.0.1", ports[i], TIMEOUT_USEC) < 0)
+                        if (sd_event_new(&b.e) < 0 || (tls && cluster_trust_new(&trust, b.e, &tls_config) < 0) ||
+                            allreduce_new(&b.a[0], b.e, "127.0.0.1", ports[i], TIMEOUT_USEC) < 0 ||
+                            (trust && allreduce_set_trust(b.a[0], trust) < 0))
                                 _exit(1);
                         for (size_t j = 0; j < k; j++)
                                 ring_member(&b.ring[j], j, ports[j]);
@@ -269,49 +345,71 @@ static double tcp_stream_gbps(size_t bytes) {
 int main(int argc, char *argv[]) {
         static const size_t ks[] = { 2, 4 };
         static const size_t ns[] = { 61706, 11000000 };
-        bool processes = false;
+        bool processes = false, tls = false;
         unsigned repeat_big = 5;
         double copy, tcp;
+        int r;
 
         for (int i = 1; i < argc; i++) {
                 if (streq(argv[i], "--processes"))
                         processes = true;
+                else if (streq(argv[i], "--tls"))
+                        tls = true;
                 else if (streq(argv[i], "--repeat") && i + 1 < argc && safe_atou32(argv[i + 1], &repeat_big) >= 0 &&
                          repeat_big > 0)
                         i++;
                 else {
-                        fprintf(stderr, "Usage: %s [--processes] [--repeat N]\n", argv[0]);
+                        fprintf(stderr, "Usage: %s [--processes] [--repeat N] [--tls]\n", argv[0]);
                         return 2;
                 }
         }
         log_set_max_level(LOG_WARNING);
+        if (tls) {
+                r = tls_prepare();
+                if (r < 0) {
+                        fprintf(stderr, "Failed to make the TLS material: %s\n", strerror(-r));
+                        return 1;
+                }
+        }
 
         copy = memcpy_gbps(11000000 * sizeof(double));
         tcp = tcp_stream_gbps((size_t) 2 << 30);
         printf("# limits on this machine: memcpy %.2f GB/s (one core), TCP loopback stream %.2f GB/s (two processes)\n",
                copy, tcp);
         printf("# mode: %s\n", processes ? "one process per server" : "all servers in one process, one loop, one core");
-        printf("%-3s %-10s %-8s %12s %12s %12s %10s %10s\n",
-               "k", "elements", "MB", "ms/op", "algbw GB/s", "busbw GB/s", "bus/tcp", "bus/copy");
+        printf("%-3s %-10s %-8s %12s %12s %12s %10s %10s%s\n",
+               "k", "elements", "MB", "ms/op", "algbw GB/s", "busbw GB/s", "bus/tcp", "bus/copy",
+               tls ? "  TLS ms/op  TLS busbw  TLS/clear" : "");
 
         for (size_t a = 0; a < ELEMENTSOF(ks); a++)
                 for (size_t b = 0; b < ELEMENTSOF(ns); b++) {
                         size_t k = ks[a], n = ns[b];
                         unsigned repeat = n < 1000000 ? 200 : repeat_big;
-                        double bytes = (double) n * sizeof(double), per_op, algbw, busbw;
-                        int r;
+                        double bytes = (double) n * sizeof(double), per_op, tls_op = 0, algbw, busbw;
 
-                        r = processes ? bench_processes(k, n, repeat, &per_op)
-                                      : bench_one_process(k, n, repeat, &per_op);
+                        r = processes ? bench_processes(k, n, repeat, false, &per_op)
+                                      : bench_one_process(k, n, repeat, false, &per_op);
+                        if (r >= 0 && tls)
+                                r = processes ? bench_processes(k, n, repeat, true, &tls_op)
+                                              : bench_one_process(k, n, repeat, true, &tls_op);
                         if (r < 0) {
                                 fprintf(stderr, "k=%zu n=%zu failed: %s\n", k, n, strerror(-r));
                                 return 1;
                         }
                         algbw = bytes / per_op / 1e9;
                         busbw = algbw * 2.0 * (double) (k - 1) / (double) k;
-                        printf("%-3zu %-10zu %-8.1f %12.3f %12.3f %12.3f %10.2f %10.2f\n",
+                        printf("%-3zu %-10zu %-8.1f %12.3f %12.3f %12.3f %10.2f %10.2f",
                                k, n, bytes / 1e6, per_op * 1e3, algbw, busbw, busbw / tcp, busbw / copy);
+                        if (tls)
+                                printf(" %10.3f %10.3f %10.3f", tls_op * 1e3,
+                                       bytes / tls_op / 1e9 * 2.0 * (double) (k - 1) / (double) k, tls_op / per_op);
+                        printf("\n");
+                        if (tls)
+                                printf("RESULT allreduce k=%zu n=%zu clear_ms=%.3f tls_ms=%.3f ratio=%.3f\n", k, n,
+                                       per_op * 1e3, tls_op * 1e3, tls_op / per_op);
                         fflush(stdout);
                 }
+        if (tls)
+                tls_cleanup();
         return 0;
 }

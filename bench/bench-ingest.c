@@ -21,6 +21,14 @@
  *        server's --model_path, e.g. from bench-model) instead of LeNet-5
  *   --server-pid, --scheduler-pid, --baseline-pid PID: also print the CPU
  *        time those processes used during each phase (/proc/PID/schedstat)
+ *   --cacert FILE: https:// URLs are checked against this CA (a TLS cluster)
+ *   bench-ingest connect --url URL [--cacert FILE] [--connections N] [--server-pid PID]
+ *        N new connections one after another, each with one GET URL/ (the
+ *        device port's status): what a new device connection costs, with a
+ *        full handshake each time over https (no TLS session is resumed).
+ *        The server's CPU time comes from /proc/PID/stat (all its threads).
+ *        RESULT phase=connect n=... seconds=... ms_per_conn=...
+ *               client_cpu_us_per_conn=... server_cpu_us_per_conn=...
  *
  * Each timed phase prints human lines and one machine line:
  *   RESULT phase=updateModel n=5000 ok=5000 failed=0 body_bytes=... seconds=... per_s=...
@@ -41,7 +49,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "curl-util.h"
 #include "fl-messages.h"
 #include "fl-model-io.h"
 #include "lenet5.h"
@@ -60,6 +70,7 @@
 typedef enum Mode {
         MODE_DISCARD,
         MODE_SERVER,
+        MODE_CONNECT,
 } Mode;
 
 typedef struct Options {
@@ -73,6 +84,8 @@ typedef struct Options {
         const char *model_path;         /* the update's weights; NULL: LeNet-5 */
         uint32_t data_size;
         uint32_t ready_timeout_s;
+        const char *cacert;             /* https: the CA (PEM) */
+        size_t connections;             /* connect mode */
         /* To account their CPU time per phase; 0 for none. */
         unsigned server_pid, scheduler_pid, baseline_pid;
 } Options;
@@ -124,6 +137,7 @@ typedef struct Loader {
         size_t n_slots;
         struct curl_slist *headers;
         const char *url;
+        const char *cacert;
         unsigned server_pid, scheduler_pid;
 } Loader;
 
@@ -198,6 +212,7 @@ static int loader_init(Loader *l, const Options *o, const char *url, unsigned se
         if (!h)
                 return -ENOMEM;
         l->headers = h;
+        l->cacert = o->cacert;
 
         for (size_t i = 0; i < l->n_slots; i++) {
                 Slot *s = &l->slots[i];
@@ -214,6 +229,8 @@ static int loader_init(Loader *l, const Options *o, const char *url, unsigned se
                 (void) curl_easy_setopt(s->easy, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
                 (void) curl_easy_setopt(s->easy, CURLOPT_NOSIGNAL, 1L);
                 (void) curl_easy_setopt(s->easy, CURLOPT_TCP_NODELAY, 1L);
+                if (l->cacert)
+                        (void) curl_use_ca(s->easy, l->cacert);
         }
         return 0;
 }
@@ -433,6 +450,82 @@ static double process_cpu_s(unsigned pid) {
         k = fscanf(f, "%llu", &ns);
         fclose(f);
         return k == 1 ? (double) ns * 1e-9 : -1;
+}
+
+/* User + system CPU time of a process and all its threads, in seconds
+ * (/proc/PID/stat, clock ticks); -1 when unknown. */
+static double process_stat_cpu_s(unsigned pid) {
+        char path[64], buf[2048], *p;
+        unsigned long long utime, stime;
+        size_t n;
+        FILE *f;
+
+        if (pid == 0)
+                return -1;
+        snprintf(path, sizeof path, "/proc/%u/stat", pid);
+        f = fopen(path, "re");
+        if (!f)
+                return -1;
+        n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        /* The command name may hold spaces: fields count from the last ')'. */
+        p = strrchr(buf, ')');
+        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+                return -1;
+        return (double) (utime + stime) / (double) sysconf(_SC_CLK_TCK);
+}
+
+static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
+        return size * nmemb;
+}
+
+/* New connections one after another: the cost of a device's first request. */
+static int run_connect(const Options *o) {
+        CURL *c = curl_easy_init();
+        double t0, cpu0, srv0, seconds, cpu, srv;
+        char url[512];
+        size_t ok = 0;
+        long status = 0;
+
+        if (!c)
+                return log_oom();
+        snprintf(url, sizeof url, "%s/", o->url);
+        (void) curl_easy_setopt(c, CURLOPT_URL, url);
+        (void) curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        (void) curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+        (void) curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
+        /* Every connection new, every handshake full: as a device seen for the first time. */
+        (void) curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+        (void) curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+        (void) curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+        if (o->cacert)
+                (void) curl_use_ca(c, o->cacert);
+
+        t0 = now_s();
+        cpu0 = self_cpu_s();
+        srv0 = process_stat_cpu_s(o->server_pid);
+        for (size_t i = 0; i < o->connections; i++) {
+                CURLcode cc = curl_easy_perform(c);
+
+                if (cc == CURLE_OK && curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
+                    status == 200)
+                        ok++;
+                else if (ok + FAILURES_SHOWN > i)
+                        log_warning("Connection %zu: %s (HTTP %ld).", i, curl_easy_strerror(cc), status);
+        }
+        seconds = now_s() - t0;
+        cpu = self_cpu_s() - cpu0;
+        srv = srv0 < 0 ? -1 : process_stat_cpu_s(o->server_pid) - srv0;
+        curl_easy_cleanup(c);
+
+        printf("%zu new connections to %s, one GET each: %.3f ms each, client CPU %.0f us, server CPU %.0f us\n",
+               o->connections, o->url, seconds * 1e3 / (double) o->connections, cpu * 1e6 / (double) o->connections,
+               srv < 0 ? -1.0 : srv * 1e6 / (double) o->connections);
+        printf("RESULT phase=connect n=%zu ok=%zu seconds=%.6f ms_per_conn=%.6f client_cpu_us_per_conn=%.1f "
+               "server_cpu_us_per_conn=%.1f\n", o->connections, ok, seconds, seconds * 1e3 / (double) o->connections,
+               cpu * 1e6 / (double) o->connections, srv < 0 ? -1.0 : srv * 1e6 / (double) o->connections);
+        return ok == o->connections ? 0 : -EPROTO;
 }
 
 static void phase_print(Phase *p, size_t in_flight) {
@@ -762,7 +855,8 @@ static void help(FILE *f, const char *program) {
                 "       %1$s server --url URL [--devices N] [--concurrency C] [--server-pid PID]\n"
                 "                   [--scheduler-pid PID] [--fl-name NAME] [--data-size N] [--model FILE]\n"
                 "                   [--ready-timeout SECONDS]\n"
-                "                   [--baseline-url URL [--baseline-pid PID] [--bursts K]]\n",
+                "                   [--baseline-url URL [--baseline-pid PID] [--bursts K]] [--cacert FILE]\n"
+                "       %1$s connect --url URL [--connections N] [--server-pid PID] [--cacert FILE]\n",
                 program);
 }
 
@@ -780,6 +874,8 @@ int main(int argc, char *argv[]) {
                 { "baseline-url", required_argument, NULL, 'b' },
                 { "baseline-pid", required_argument, NULL, 'B' },
                 { "bursts", required_argument, NULL, 'k' },
+                { "cacert", required_argument, NULL, 'C' },
+                { "connections", required_argument, NULL, 'N' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
@@ -790,6 +886,7 @@ int main(int argc, char *argv[]) {
                 .data_size = 100,
                 .ready_timeout_s = 60,
                 .bursts = 10,
+                .connections = 1000,
         };
         Loader l = {}, baseline = {};
         uint64_t v;
@@ -802,10 +899,10 @@ int main(int argc, char *argv[]) {
                         return help(stderr, argv[0]), EXIT_FAILURE;
                 return write_model(argv[2]) < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
         }
-        if (argc < 2 || (!streq(argv[1], "discard") && !streq(argv[1], "server")))
+        if (argc < 2 || (!streq(argv[1], "discard") && !streq(argv[1], "server") && !streq(argv[1], "connect")))
                 return help(argc >= 2 && streq(argv[1], "--help") ? stdout : stderr, argv[0]),
                        argc >= 2 && streq(argv[1], "--help") ? EXIT_SUCCESS : EXIT_FAILURE;
-        o.mode = streq(argv[1], "server") ? MODE_SERVER : MODE_DISCARD;
+        o.mode = streq(argv[1], "server") ? MODE_SERVER : streq(argv[1], "connect") ? MODE_CONNECT : MODE_DISCARD;
 
         optind = 2;
         while ((c = getopt_long(argc, argv, "h", longopts, NULL)) >= 0)
@@ -857,6 +954,14 @@ int main(int argc, char *argv[]) {
                                 return log_error("Invalid --bursts '%s' (1-%d).", optarg, BURSTS_MAX), EXIT_FAILURE;
                         o.bursts = (size_t) v;
                         break;
+                case 'C':
+                        o.cacert = optarg;
+                        break;
+                case 'N':
+                        if (safe_atou64(optarg, &v) < 0 || v < 1 || v > 1000000)
+                                return log_error("Invalid --connections '%s'.", optarg), EXIT_FAILURE;
+                        o.connections = (size_t) v;
+                        break;
                 case 'h':
                         return help(stdout, argv[0]), EXIT_SUCCESS;
                 default:
@@ -867,6 +972,11 @@ int main(int argc, char *argv[]) {
 
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
                 return log_error("Failed to initialize libcurl."), EXIT_FAILURE;
+        if (o.mode == MODE_CONNECT) {
+                r = run_connect(&o);
+                curl_global_cleanup();
+                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+        }
         r = loader_init(&l, &o, o.url, o.mode == MODE_SERVER ? o.server_pid : (o.baseline_pid ?: o.server_pid),
                         o.scheduler_pid);
         if (r >= 0 && o.mode == MODE_SERVER && o.baseline_url)

@@ -5,7 +5,8 @@
 #   bench/run-bench.sh [--builddir DIR] [--devices N] [--runs K] [--concurrency C]
 #                      [--bursts B] [--rss "1000 10000"] [--durable-devices N]
 #                      [--durable-large "FLOATS N"] [--durable-runs K]
-#                      [--only ingest|rss|aggregate|durability]
+#                      [--tls-devices N] [--tls-large "FLOATS N"] [--tls-runs K]
+#                      [--only ingest|rss|aggregate|durability|tls]
 #
 # 1. updateModel ingest: a fresh fl-schedulerd + one fl-serverd (admit N
 #    devices, post their N updates) and bench-http-discard (the HTTP stack
@@ -18,6 +19,11 @@
 #    fl-serverd with --durable_updates=true and =false, each on a fresh
 #    cluster, in K pairs, for LeNet-5 (N updates) and a larger model
 #    (FLOATS floats, N updates; "0 0" skips it).
+# 5. What TLS costs: updateModel throughput over HTTPS and over clear HTTP,
+#    each on a fresh cluster (with and without enable_ssl), in K pairs, for
+#    LeNet-5 (N updates) and a model of FLOATS floats; on each cluster, new
+#    device connections one after another (the handshake's cost); and the
+#    ring all-reduce over TLS and clear TCP (bench-allreduce --tls).
 # Prints a summary table at the end; exits 1 when the RSS target FAILs.
 # Builds nothing: build the tree first (the programs are noinst, built by a
 # plain `make`).
@@ -38,6 +44,12 @@ durable_devices=5000    # LeNet-5 updates per durability run
 durable_large_floats=1000000
 durable_large_devices=200
 durable_runs=3
+tls_devices=2000        # LeNet-5 updates per TLS run
+tls_large_floats=1000000
+tls_large_devices=200
+tls_runs=3
+tls_connections=300     # new connections per handshake measurement
+cluster_tls=""          # a configuration file with enable_ssl for the next cluster_start
 cluster_model=""        # the model of the next cluster_start (default LeNet-5)
 cluster_server_opts=""  # more fl-serverd options of the next cluster_start
 
@@ -56,6 +68,9 @@ while [ $# -gt 0 ]; do
         --durable-devices) durable_devices=$2; shift 2 ;;
         --durable-large) read -r durable_large_floats durable_large_devices <<<"$2"; shift 2 ;;
         --durable-runs) durable_runs=$2; shift 2 ;;
+        --tls-devices) tls_devices=$2; shift 2 ;;
+        --tls-large) read -r tls_large_floats tls_large_devices <<<"$2"; shift 2 ;;
+        --tls-runs) tls_runs=$2; shift 2 ;;
         --only) only=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
@@ -66,7 +81,7 @@ builddir=$(cd "$builddir" && pwd)
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'run-bench: %s\n' "$*" >&2; exit 1; }
 
-for p in fl-schedulerd fl-serverd bench-ingest bench-http-discard bench-aggregate bench-model; do
+for p in fl-schedulerd fl-serverd flctl bench-ingest bench-http-discard bench-aggregate bench-model bench-allreduce; do
         [ -x "$builddir/$p" ] || die "$builddir/$p is missing: build the tree first (make -C $builddir)"
 done
 
@@ -185,7 +200,7 @@ vm_kib() {      # vm_kib PID FIELD -> the value in KiB
 # A scheduler and one server whose iteration never ends during a run: the
 # admission threshold is out of reach and every window lasts a day.
 cluster_start() {
-        local tag=$1 dir=$work/$1 url state=""
+        local tag=$1 dir=$work/$1 url state="" tls_opts=() curl_ca=()
 
         cluster_dir=$dir
         mkdir -p "$dir"
@@ -194,26 +209,33 @@ cluster_start() {
         manage_port=$((base + 1))
         server_port=$((base + 2))
         url=http://127.0.0.1:$manage_port
+        cluster_scheme=http
+        if [ -n "$cluster_tls" ]; then
+                tls_opts=(--config_file_path="$cluster_tls")
+                curl_ca=(--cacert "$work/tls/ca.pem")
+                url=https://127.0.0.1:$manage_port
+                cluster_scheme=https
+        fi
 
         start "$tag-scheduler" "$builddir/fl-schedulerd" --scheduler_ip=127.0.0.1 \
                 --scheduler_port="$sched_port" --scheduler_manage_port="$manage_port" --server_num=1 \
                 --state_dir="$dir" --log_level=notice --fl_iteration_num=10 \
                 --start_fl_job_threshold=1000000 --update_model_ratio=1.0 \
                 --start_fl_job_time_window=86400000 --update_model_time_window=86400000 \
-                --global_iteration_time_window=172800000
+                --global_iteration_time_window=172800000 "${tls_opts[@]}"
         sched_pid=$pid
         # shellcheck disable=SC2086 # options, one word each
         start "$tag-server" "$builddir/fl-serverd" --scheduler_ip=127.0.0.1 \
                 --scheduler_port="$sched_port" --fl_server_port="$server_port" --server_num=1 \
                 --local_server_num=1 --state_dir="$dir" --log_level=notice \
                 --start_fl_job_threshold=1000000 --model_path="${cluster_model:-$work/lenet5.fl}" \
-                $cluster_server_opts
+                "${tls_opts[@]}" $cluster_server_opts
         server_pid=$pid
 
         for _ in $(seq 1 $((wait_s * 5))); do
                 running "$sched_pid" || fail "fl-schedulerd ($tag) exited early"
                 running "$server_pid" || fail "fl-serverd ($tag) exited early"
-                state=$(curl -s --max-time 2 "$url/state" || true)
+                state=$(curl -s --max-time 2 "${curl_ca[@]}" "$url/state" || true)
                 case $state in
                 *CLUSTER_READY*)
                         # setsid did not fork (a script's background job leads no
@@ -395,6 +417,86 @@ durability_per() {      # durability_per SIZE DURABLE K SCALE: column K per upda
         awk -v s="$1" -v d="$2" -v k="$3" -v x="$4" '$1 == s && $2 == d { print $k / $7 * x }' "$work/durability"
 }
 
+cpu_ticks() {   # cpu_ticks PID: user + system clock ticks of the process, all its threads
+        sed -E 's/.*\) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+}
+
+tls_prepare() {
+        "$builddir/flctl" tls init --dir "$work/tls" --hosts 127.0.0.1 >/dev/null ||
+                die "flctl tls init failed"
+        printf '{"enable_ssl": true, "ssl": {"server_cert_path": "%s", "server_key_path": "%s", "ca_cert_path": "%s"}}\n' \
+                "$work/tls/node.pem" "$work/tls/node-key.pem" "$work/tls/ca.pem" >"$work/tls.json"
+}
+
+# One run: a fresh cluster with TLS on or off; the N updates of N admitted
+# devices, C in flight; then new connections one by one to its device port.
+tls_run() {             # tls_run SIZE TLS RUN DEVICES MODEL
+        local size=$1 tls=$2 tag=tls-$1-$2-$3 n=$4 out ca=() c0 c1 hz
+        out=$work/$tag.out
+        cluster_model=$5
+        cluster_tls=""
+        [ "$tls" = on ] && { cluster_tls=$work/tls.json; ca=(--cacert "$work/tls/ca.pem"); }
+        cluster_start "$tag"
+        cluster_model=""
+        cluster_tls=""
+        c0=$(cpu_ticks "$server_pid")
+        timeout $((wait_s * 10)) "$builddir/bench-ingest" server --url "$cluster_scheme://127.0.0.1:$server_port" \
+                --devices "$n" --concurrency "$concurrency" --ready-timeout "$wait_s" --model "$5" "${ca[@]}" \
+                --server-pid "$server_pid" --scheduler-pid "$sched_pid" >"$out" 2>&1 ||
+                { cat "$out" >&2; fail "TLS run $tag failed (not every answer was SUCCEED)"; }
+        c1=$(cpu_ticks "$server_pid")
+        hz=$(getconf CLK_TCK)
+        sed 's/^/    /' "$out" | grep -v RESULT
+        timeout $((wait_s * 5)) "$builddir/bench-ingest" connect --url "$cluster_scheme://127.0.0.1:$server_port" \
+                --connections "$tls_connections" --server-pid "$server_pid" "${ca[@]}" >"$out.connect" 2>&1 ||
+                { cat "$out.connect" >&2; fail "the connections of $tag failed"; }
+        sed 's/^/    /' "$out.connect" | grep -v RESULT
+        echo "$size $tls $3 $(field per_s "$out" updateModel) $(field mb_per_s "$out" updateModel)" \
+             "$(awk -v a="$c0" -v b="$c1" -v hz="$hz" -v n="$n" 'BEGIN { print (b - a) / hz / n * 1e6 }')" \
+             "$(field ms_per_conn "$out.connect" connect) $(field server_cpu_us_per_conn "$out.connect" connect)" \
+             "$(field p50_ms "$out" updateModel)" >>"$work/tls-runs"
+        cluster_stop
+}
+
+# Pairs of runs, the order alternating; then the all-reduce both ways.
+bench_tls() {
+        local size model n i first second
+
+        tls_prepare
+        : >"$work/tls-runs"
+        for size in lenet5 large; do
+                model=$work/lenet5.fl
+                n=$tls_devices
+                if [ "$size" = large ]; then
+                        if [ "$tls_large_floats" -eq 0 ] || [ "$tls_large_devices" -eq 0 ]; then
+                                continue
+                        fi
+                        model=$work/tls-large.fl
+                        n=$tls_large_devices
+                        "$builddir/bench-model" --floats "$tls_large_floats" -o "$model" ||
+                                die "failed to write the model of $tls_large_floats floats"
+                fi
+                for i in $(seq 1 "$tls_runs"); do
+                        first=on second=off
+                        [ $((i % 2)) -eq 1 ] || { first=off second=on; }
+                        for t in $first $second; do
+                                say "TLS $size run $i/$tls_runs: TLS $t, fresh cluster, $n devices admitted, then" \
+                                    "their updates, $concurrency in flight; then $tls_connections new connections"
+                                tls_run "$size" "$t" "$i" "$n" "$model"
+                        done
+                done
+        done
+        say "ring all-reduce over clear TCP and over TLS, one process per server (bench-allreduce --tls --processes)"
+        "$builddir/bench-allreduce" --tls --processes --repeat 3 | tee "$work/allreduce-tls.out" |
+                grep -v '^RESULT' | sed 's/^/    /'
+}
+
+# Columns of $work/tls-runs: size tls run per_s mb_per_s server_cpu_us_per_update
+# ms_per_conn server_cpu_us_per_conn p50_ms.
+tls_col() {     # tls_col SIZE TLS K
+        awk -v s="$1" -v t="$2" -v k="$3" '$1 == s && $2 == t { print $k }' "$work/tls-runs"
+}
+
 bench_aggregate() {
         say "aggregation kernel vs memcpy (bench-aggregate)"
         "$builddir/bench-aggregate" | tee "$work/aggregate.out" | grep -v '^RESULT' | sed 's/^/    /'
@@ -404,7 +506,7 @@ bench_aggregate() {
 
 need() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 
-if need ingest || need rss || need durability; then
+if need ingest || need rss || need durability || need tls; then
         command -v curl >/dev/null || die "curl is needed to watch the scheduler's REST API"
         command -v ss >/dev/null || die "ss (iproute2) is needed to pick free ports"
         "$builddir/bench-ingest" write-model "$work/lenet5.fl" || die "failed to write the LeNet-5 model"
@@ -414,6 +516,7 @@ need ingest && bench_ingest
 need rss && bench_rss
 need aggregate && bench_aggregate
 need durability && bench_durability
+need tls && bench_tls
 
 echo
 echo "Summary ($(nproc) CPUs, $(uname -r); $work)"
@@ -486,6 +589,35 @@ if need durability; then
                         "  disk writes per update" "$(durability_per "$size" true 8 1e-3 | median)" \
                         "$(durability_per "$size" false 8 1e-3 | median)" "$(durability_per "$size" true 9 1e-3 | median)" \
                         "$(durability_col "$size" true 10 | awk '{ print $1 / 1e3 }' | median)"
+        done
+fi
+if need tls; then
+        for size in lenet5 large; do
+                grep -q "^$size " "$work/tls-runs" || continue
+                label="LeNet-5 (61,684 floats)"
+                [ "$size" = large ] && label="$tls_large_floats floats"
+                for t in off on; do
+                        name="ingest over HTTPS, $label"
+                        [ "$t" = on ] || name="ingest over clear HTTP, $label"
+                        printf '%-44s %.0f updates/s, %.0f MB/s, p50 %.0f ms (median; runs: %s)\n' "$name" \
+                                "$(tls_col "$size" "$t" 4 | median)" "$(tls_col "$size" "$t" 5 | median)" \
+                                "$(tls_col "$size" "$t" 9 | median)" "$(tls_col "$size" "$t" 4 | awk '{ printf "%.0f ", $1 }')"
+                done
+                ratios=$(awk -v s="$size" '$1 == s { v[$2 " " $3] = $4 }
+                        END { for (i = 1; ("on " i) in v; i++) print v["on " i] / v["off " i] }' "$work/tls-runs")
+                printf '%-44s %.3f (median of %d pairs; pairs: %s)\n' "ingest ratio TLS/clear" \
+                        "$(median <<<"$ratios")" "$(wc -l <<<"$ratios")" "$(awk '{ printf "%.3f ", $1 }' <<<"$ratios")"
+                printf '%-44s TLS %.0f us, clear %.0f us per update (median; /proc/PID/stat)\n' "  server CPU" \
+                        "$(tls_col "$size" on 6 | median)" "$(tls_col "$size" off 6 | median)"
+        done
+        printf '%-44s TLS %.2f ms (server CPU %.0f us), clear %.2f ms (%.0f us): ratio %.1f (median)\n' \
+                "new device connection, one GET" \
+                "$(tls_col lenet5 on 7 | median)" "$(tls_col lenet5 on 8 | median)" \
+                "$(tls_col lenet5 off 7 | median)" "$(tls_col lenet5 off 8 | median)" \
+                "$(awk '$2 == "on" { n++; s += $7 } $2 == "off" { m++; c += $7 } END { print (s / n) / (c / m) }' "$work/tls-runs")"
+        grep '^RESULT allreduce' "$work/allreduce-tls.out" | while read -r _ _ k n clear tls ratio; do
+                printf '%-44s %s ms vs clear %s ms: ratio %s\n' "all-reduce over TLS, k=${k#k=}, ${n#n=} doubles" \
+                        "${tls#tls_ms=}" "${clear#clear_ms=}" "${ratio#ratio=}"
         done
 fi
 # The only target with a verdict: its FAIL is the script's failure.

@@ -211,7 +211,7 @@ static int setup(ClientHttp *h, const char *url, const uint8_t *body, size_t siz
             curl_easy_setopt(c, CURLOPT_POSTFIELDS, body) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) size) != CURLE_OK)
                 return -EIO;
-        if (h->cacert && curl_easy_setopt(c, CURLOPT_CAINFO, h->cacert) != CURLE_OK)
+        if (h->cacert && curl_use_ca(c, h->cacert) < 0)
                 return -EIO;
         return 0;
 }

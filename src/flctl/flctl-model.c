@@ -69,7 +69,7 @@ static int fetch_one(CURL *c, const char *url, uint64_t timeout_usec, const char
             curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_body_write) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_WRITEDATA, &body) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_USERAGENT, "flctl/" PACKAGE_VERSION) != CURLE_OK ||
-            (cacert && curl_easy_setopt(c, CURLOPT_CAINFO, cacert) != CURLE_OK))
+            (cacert && curl_use_ca(c, cacert) < 0))
                 return log_warning_errno(-EIO, "Failed to set up GET %s with libcurl.", url);
 
         cc = curl_easy_perform(c);

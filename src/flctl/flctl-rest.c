@@ -64,7 +64,7 @@ static int rest_setup(RestBackend *b, const char *method, const char *url, const
             curl_easy_setopt(c, CURLOPT_USERAGENT, "flctl/" PACKAGE_VERSION) != CURLE_OK ||
             curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers) != CURLE_OK)
                 return -EIO;
-        if (b->backend.cacert && curl_easy_setopt(c, CURLOPT_CAINFO, b->backend.cacert) != CURLE_OK)
+        if (b->backend.cacert && curl_use_ca(c, b->backend.cacert) < 0)
                 return -EIO;
 
         /* The management API's POSTs without a request body send none, with

@@ -32,3 +32,10 @@ size_t curl_body_write(char *ptr, size_t size, size_t nmemb, void *userdata) {
         b->data[b->size] = 0;
         return n;
 }
+
+int curl_use_ca(CURL *c, const char *cafile) {
+        if (curl_easy_setopt(c, CURLOPT_CAINFO, cafile) != CURLE_OK ||
+            curl_easy_setopt(c, CURLOPT_CAPATH, NULL) != CURLE_OK)
+                return -EIO;
+        return 0;
+}

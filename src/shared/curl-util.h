@@ -25,3 +25,8 @@ void curl_body_done(CurlBody *b);
 size_t curl_body_write(char *ptr, size_t size, size_t nmemb, void *userdata);
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(CURL *, curl_easy_cleanup);
+
+/* https:// peers are checked against the CA certificates in cafile (PEM)
+ * only: not the system's store too (libcurl would also read its CA
+ * directory, on every new connection). -EIO when libcurl refuses. */
+int curl_use_ca(CURL *c, const char *cafile);

@@ -357,6 +357,7 @@ int http_get_start(HttpClient *c, const char *url, size_t max_size, uint64_t tim
 #endif
         if (c->ca_file) {
                 SET(CURLOPT_CAINFO, c->ca_file);
+                SET(CURLOPT_CAPATH, (char *) NULL);     /* the cluster's CA only */
                 SET(CURLOPT_SSL_VERIFYPEER, 1L);
                 SET(CURLOPT_SSL_VERIFYHOST, 2L);
         }
