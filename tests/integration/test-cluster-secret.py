@@ -30,7 +30,7 @@ SECRET = b"a secret only this cluster's nodes know"
 JOB = {"fl_name": "SecretJob", "fl_iteration_num": 3, "start_fl_job_threshold": 2,
        "start_fl_job_time_window": 60000, "update_model_time_window": 60000}
 INITIAL = [("w", [1.0] * 6), ("b", [0.0] * 2)]
-PEER_PORT_RE = re.compile(r"peers reach this server on port (\d+) \(with the cluster secret\)")
+PEER_PORT_RE = re.compile(r"peers reach this server on (?:\S+ )?port (\d+) \(with the cluster secret\)")
 REGISTER = wire_frame(WIRE_REGISTER, {"node_id": "py-1", "role": "SERVER", "address": "127.0.0.1",
                                       "fl_server_port": 1, "pid": 1, "server_num": 2})
 

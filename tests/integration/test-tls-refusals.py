@@ -26,7 +26,7 @@ from harness import WIRE_REGISTER, WIRE_REGISTER_REPLY, parse_frames, wire_frame
 REGISTER = wire_frame(WIRE_REGISTER, {"node_id": "rogue-1", "role": "SERVER", "address": "127.0.0.1",
                                       "fl_server_port": 1, "pid": 1, "server_num": 2, "peer_port": 1})
 HELLO = wire_frame(32, {"iteration": 1, "position": 1, "rank": 1, "node_id": "rogue-1", "n_ring": 2, "n": 10})
-PEER_PORT_RE = re.compile(r"peers reach this server on port (\d+) \(TLS\)")
+PEER_PORT_RE = re.compile(r"peers reach this server on (?:\S+ )?port (\d+) \(TLS\)")
 
 
 def present(t, port, ca, cert, key, source, frame, what):

@@ -30,7 +30,7 @@ import tls_helpers  # noqa: E402
 JOB = {"fl_name": "ReloadJob", "fl_iteration_num": 5, "start_fl_job_threshold": 2,
        "start_fl_job_time_window": 60000, "update_model_time_window": 60000}
 INITIAL = [("w", [0.5] * 8), ("b", [0.0] * 2)]
-PEER_PORT_RE = re.compile(r"peers reach this server on port (\d+) \(TLS\)")
+PEER_PORT_RE = re.compile(r"peers reach this server on (?:\S+ )?port (\d+) \(TLS\)")
 
 
 def file_serial(path):
