@@ -5,8 +5,10 @@ trains a short job over HTTPS against 2 servers (whose all-reduce then runs
 over TLS); curl with the CA gets answers from the REST and device ports,
 without it it does not, and clear HTTP gets none; a raw TCP client sending a
 valid frame in clear text to the scheduler port or to a peer port is dropped
-with a journal line naming it; flctl works over HTTPS with --cacert (REST
-and model get) and not without; GET /state says "tls": true."""
+with a journal line naming it; flctl works over HTTPS with --cacert and an
+operator token (REST) and --cacert (model get), and not without the CA; a
+POST without a token is refused 401 over HTTPS too; GET /state says "tls":
+true."""
 
 import os
 import re
@@ -38,10 +40,12 @@ def run(t, argv, timeout):
     return p.returncode, p.stdout, p.stderr
 
 
-def curl(t, url, cafile=None):
+def curl(t, url, cafile=None, token=None):
     argv = ["curl", "-sS", "--max-time", "10", "--noproxy", "*"]
     if cafile:
         argv += ["--cacert", cafile]
+    if token:
+        argv += ["-H", "Authorization: Bearer " + token]
     return run(t, argv + [url], 20)
 
 
@@ -63,12 +67,21 @@ def main(t):
         raise harness.Skip("Fashion-MNIST is not in %s (apt install dataset-fashion-mnist)" % DATA)
 
     tls = harness.tls_init(t, hosts="127.0.0.1")
-    config = harness.write_config(t, "tls.json", {"enable_ssl": True, "ssl": tls.ssl()})
+    tokens = os.path.join(t.tmp, "tokens")
+    rc, out, err = run(t, [harness.FLCTL, "token", "create", "--role", "operator", "--into", tokens], 20)
+    t.require(rc == 0 and out.strip(), "flctl token create --role operator", err)
+    operator = out.strip()
+    token_file = os.path.join(t.tmp, "operator.token")
+    with open(os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write(operator + "\n")
+    config = harness.write_config(t, "tls.json", {"enable_ssl": True, "ssl": tls.ssl(),
+                                                  "management_token_file": tokens})
     model = os.path.join(t.tmp, "lenet5.fl")
     rc, _, err = run(t, [FL_CLIENT, "init-model", "-o", model], 30)
     t.require(rc == 0, "fl-client init-model", err)
 
     c = harness.Cluster(t, server_num=2, node_timeout=10, config=config, cafile=tls.ca)
+    c.token = operator
     c.start_scheduler(extra=JOB)
     srv = c.start_server(local_server_num=2, extra=["--model_path=" + model], timeout=30)
     t.require(c.wait_ready(20), "2 servers register over TLS: CLUSTER_READY", c.state())
@@ -78,8 +91,12 @@ def main(t):
 
     # ---- HTTPS: with the CA, without it, in clear text
     rest, device = c.base_url + "/state", "https://127.0.0.1:%d/" % srv.ports[0]
-    rc, out, err = curl(t, rest, tls.ca)
-    t.check(rc == 0 and '"tls":true' in out, "curl --cacert ca.pem %s answers" % rest, (rc, out, err))
+    rc, out, err = curl(t, rest, tls.ca, token=operator)
+    t.check(rc == 0 and '"tls":true' in out, "curl --cacert ca.pem with the token: %s answers" % rest,
+            (rc, out, err))
+    r = harness.http("POST", c.base_url + "/finish", timeout=10, cafile=tls.ca)
+    t.check(r.status == 401 and c.state() == "CLUSTER_READY", "POST /finish over HTTPS without a token: 401, "
+            "nothing happens", r)
     rc, out, err = curl(t, device, tls.ca)
     t.check(rc == 0 and '"node_id"' in out, "curl --cacert ca.pem %s answers" % device, (rc, out, err))
     for url in (rest, device):
@@ -106,9 +123,10 @@ def main(t):
     t.check(len(c.nodes() or []) == 2, "still 2 servers", c.nodes())
 
     # ---- flctl over HTTPS
-    rc, out, err = c.flctl("nodes", url=True)
-    t.check(rc == 0 and out.count("SERVER") == 2, "flctl --cacert --url https://... nodes", (rc, out, err))
-    rc, out, err = run(t, [harness.FLCTL, "--url", c.base_url, "nodes"], 20)
+    rc, out, err = c.flctl("--token-file", token_file, "nodes", url=True)
+    t.check(rc == 0 and out.count("SERVER") == 2, "flctl --cacert --url https://... --token-file nodes",
+            (rc, out, err))
+    rc, out, err = run(t, [harness.FLCTL, "--url", c.base_url, "--token-file", token_file, "nodes"], 20)
     t.check(rc == 1 and "--cacert" in err, "flctl without --cacert refuses the scheduler's certificate, saying so",
             (rc, err))
 
