@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "ratelimit.h"
 #include "refusals.h"
 
 typedef struct Entry {
@@ -16,9 +17,7 @@ typedef struct Entry {
 struct Refusals {
         char *what;
         Entry entries[REFUSALS_TRACKED];
-        uint64_t window_start;
-        unsigned lines;                 /* in this window */
-        unsigned suppressed;            /* over all addresses, for want of lines */
+        RateLimit lines;                /* over all addresses */
         uint64_t total;
 };
 
@@ -27,6 +26,7 @@ int refusals_new(Refusals **ret, const char *what) {
 
         if (!r)
                 return -ENOMEM;
+        r->lines = RATELIMIT_INIT(REFUSALS_INTERVAL_USEC, REFUSALS_BURST);
         r->what = strdup(what);
         if (!r->what) {
                 free(r);
@@ -64,6 +64,7 @@ static Entry *entry_get(Refusals *r, const char *host, const char *reason) {
 
 bool refusals_log(Refusals *r, const char *host, const char *reason, uint64_t now) {
         char field[96], more[96] = "";
+        uint64_t others;
         Entry *e;
 
         r->total++;
@@ -75,21 +76,13 @@ bool refusals_log(Refusals *r, const char *host, const char *reason, uint64_t no
                 return false;
         }
 
-        if (now - r->window_start >= REFUSALS_INTERVAL_USEC) {
-                if (r->suppressed > 0)
-                        log_warning("%u more refused connections to %s (from other addresses) were not logged "
-                                    "in the last %" PRIu64 "s.", r->suppressed, r->what,
-                                    (now - r->window_start) / USEC_PER_SEC);
-                r->window_start = now;
-                r->lines = 0;
-                r->suppressed = 0;
-        }
-        if (r->lines >= REFUSALS_BURST) {
-                r->suppressed++;
+        if (!ratelimit_below(&r->lines, now, &others)) {
                 e->suppressed++;
                 return false;
         }
-        r->lines++;
+        if (others > 0)
+                log_warning("%" PRIu64 " more refused connections to %s were not logged: too many in a minute.",
+                            others, r->what);
 
         if (e->suppressed > 0)
                 snprintf(more, sizeof more, " (%u more from it since the last such line)", e->suppressed);
