@@ -21,27 +21,6 @@ static char dir[256];
 static TlsIssued ca;
 static char ca_path[512];
 
-/* Runs fn with stderr going to a string, returned (malloc()ed). */
-static char *capture_stderr(void (*fn)(void *), void *userdata) {
-        char path[] = "/tmp/fl-test-trust-XXXXXX";
-        char *text = NULL;
-        int fd, saved;
-
-        fd = mkstemp(path);
-        assert_true(fd >= 0);
-        fflush(stderr);
-        saved = dup(STDERR_FILENO);
-        assert_true(dup2(fd, STDERR_FILENO) >= 0);
-        fn(userdata);
-        fflush(stderr);
-        assert_true(dup2(saved, STDERR_FILENO) >= 0);
-        close(saved);
-        close(fd);
-        assert_int_equal(read_full_file(path, &text, NULL, 1 << 20), 0);
-        unlink(path);
-        return text;
-}
-
 static void copy_file(const char *from, const char *to) {
         _cleanup_free_ char *text = NULL;
 
@@ -91,7 +70,7 @@ static void test_load_and_reload(void **state) {
         config_for(&c, live.cert, live.key);
         assert_int_equal(sd_event_new(&run.event), 0);
 
-        out = capture_stderr(run_new, &run);
+        out = test_capture_stderr(run_new, &run);
         assert_int_equal(run.r, 0);
         assert_non_null(cluster_trust_tls(run.trust));
         assert_false(cluster_trust_has_secret(run.trust));
@@ -104,7 +83,7 @@ static void test_load_and_reload(void **state) {
         copy_file(second.cert, live.cert);
         copy_file(second.key, live.key);
         free(out);
-        out = capture_stderr(run_reload, &run);
+        out = test_capture_stderr(run_reload, &run);
         assert_int_equal(run.r, 0);
         assert_non_null(strstr(out, "Reloaded the TLS material"));
         assert_string_not_equal(tls_material_serial(cluster_trust_tls(run.trust)), serial1);
@@ -115,7 +94,7 @@ static void test_load_and_reload(void **state) {
 
                 copy_file(first.key, live.key);
                 free(out);
-                out = capture_stderr(run_reload, &run);
+                out = test_capture_stderr(run_reload, &run);
                 assert_true(run.r < 0);
                 assert_non_null(strstr(out, "does not belong to the certificate"));
                 assert_non_null(strstr(out, "Reload failed"));
@@ -144,7 +123,7 @@ static void test_expiry_warning_and_secret(void **state) {
         c.cluster_secret_file = strdup(secret);
         assert_int_equal(sd_event_new(&run.event), 0);
 
-        out = capture_stderr(run_new, &run);
+        out = test_capture_stderr(run_new, &run);
         assert_int_equal(run.r, 0);
         assert_true(cluster_trust_has_secret(run.trust));
         if (!strstr(out, "The server certificate (ssl.server_cert_path, ") || !strstr(out, "expires in 20 days"))
@@ -156,7 +135,7 @@ static void test_expiry_warning_and_secret(void **state) {
         free(c.cluster_secret_file);
         c.cluster_secret_file = strdup("/nonexistent/secret");
         free(out);
-        out = capture_stderr(run_new, &run);
+        out = test_capture_stderr(run_new, &run);
         assert_int_equal(run.r, -EINVAL);
         assert_non_null(strstr(out, "/nonexistent/secret"));
         sd_event_unref(run.event);

@@ -24,9 +24,7 @@
 #define WAIT_USEC (20 * USEC_PER_SEC)
 
 static char dir[256];
-static TlsIssued ca, other_ca;
-static char ca_path[512], other_ca_path[512];
-static TlsTestNode node, other_node;
+static TlsTestWorld w;
 static TlsMaterial *good, *rogue;
 
 typedef struct End {
@@ -168,6 +166,20 @@ static void exchange(Pair *p) {
         assert_false(p->server.closed || p->client.closed);
 }
 
+/* A clear client sends a valid frame: the server refuses it unread, with
+ * error, and its reason has the words reason. */
+static void clear_client_refused(Pair *p, int error, const char *reason) {
+        pair_listen(p);
+        pair_connect(p, NULL, NULL, NULL);
+        assert_int_equal(conn_send(p->client.conn, WIRE_REGISTER, "{\"node_id\":\"x\"}", 15), 0);
+        assert_true(run_until(p, server_closed));
+        assert_int_equal(p->server.frames, 0);
+        assert_int_equal(p->server.error, error);
+        assert_true(p->server.refused);
+        if (!strstr(p->server.failure, reason))
+                fail_msg("server's reason: %s", p->server.failure);
+}
+
 static void test_clear(void **state) {
         Pair p = {};
 
@@ -217,15 +229,10 @@ static void test_tls_refusals(void **state) {
         /* A client of another CA (which trusts ours): the server refuses it. */
         {
                 _cleanup_(tls_material_unrefp) TlsMaterial *rogue_trusting = NULL;
-                _cleanup_free_ char *a = NULL, *b = NULL, *text = NULL;
-                SslConfig s = tls_test_ssl(NULL, &other_node, NULL);
+                SslConfig s = tls_test_ssl(NULL, &w.other_node, NULL);
                 char both[512], error[512];
 
-                assert_int_equal(read_full_file(ca_path, &a, NULL, 1 << 20), 0);
-                assert_int_equal(read_full_file(other_ca_path, &b, NULL, 1 << 20), 0);
-                assert_true(asprintf(&text, "%s%s", b, a) > 0);
-                snprintf(both, sizeof both, "%s/both.pem", dir);
-                assert_int_equal(write_file_atomic(both, text), 0);
+                tls_test_bundle(dir, "both", w.other_ca_path, w.ca_path, both);
                 s.ca_cert_path = both;
                 assert_int_equal(tls_material_load(&s, &rogue_trusting, error, sizeof error), 0);
 
@@ -265,15 +272,7 @@ static void test_tls_refusals(void **state) {
 
         /* A clear-text client sending a valid frame to a TLS port. */
         p = (Pair) { .server_tls = good };
-        pair_listen(&p);
-        pair_connect(&p, NULL, NULL, NULL);
-        assert_int_equal(conn_send(p.client.conn, WIRE_REGISTER, "{\"node_id\":\"x\"}", 15), 0);
-        assert_true(run_until(&p, server_closed));
-        assert_int_equal(p.server.frames, 0);
-        assert_int_equal(p.server.error, -EPROTONOSUPPORT);
-        assert_true(p.server.refused);
-        if (!strstr(p.server.failure, "clear-text flcluster frame"))
-                fail_msg("server's reason: %s", p.server.failure);
+        clear_client_refused(&p, -EPROTONOSUPPORT, "clear-text flcluster frame");
         pair_done(&p);
 
         /* A client that says nothing is dropped at the handshake bound (here the owner's shorter one). */
@@ -321,17 +320,9 @@ static void test_secret(void **state) {
 
         /* A client without the secret: refused, and told why. */
         p = (Pair) { .server_secret = &a };
-        pair_listen(&p);
-        pair_connect(&p, NULL, NULL, NULL);
-        assert_int_equal(conn_send(p.client.conn, WIRE_REGISTER, "{\"node_id\":\"x\"}", 15), 0);
-        assert_true(run_until(&p, both_closed));
-        assert_int_equal(p.server.frames, 0);
-        assert_int_equal(p.server.error, -EACCES);
-        assert_true(p.server.refused);
-        if (!strstr(p.server.failure, "without proving the cluster secret"))
-                fail_msg("server's reason: %s", p.server.failure);
+        clear_client_refused(&p, -EACCES, "without proving the cluster secret");
         /* The clear client got the nonce (its owner sees it refused) or the WIRE_ERROR. */
-        assert_true(p.client.closed);
+        assert_true(run_until(&p, both_closed));
         pair_done(&p);
 
         /* A client with a secret meets a server without: the server refuses the nonce. */
@@ -362,13 +353,10 @@ static int setup(void **state) {
         signal(SIGPIPE, SIG_IGN);
         log_set_max_level(LOG_CRIT);
         tls_test_mkdir(dir);
-        tls_test_ca(dir, "ca", &ca, ca_path);
-        tls_test_ca(dir, "other-ca", &other_ca, other_ca_path);
-        tls_test_node_now(dir, "node", &ca, "127.0.0.1", &node);
-        tls_test_node_now(dir, "other", &other_ca, "127.0.0.1", &other_node);
-        s = tls_test_ssl(ca_path, &node, NULL);
+        tls_test_world(dir, &w);
+        s = tls_test_ssl(w.ca_path, &w.node, NULL);
         assert_int_equal(tls_material_load(&s, &good, error, sizeof error), 0);
-        s = tls_test_ssl(other_ca_path, &other_node, NULL);
+        s = tls_test_ssl(w.other_ca_path, &w.other_node, NULL);
         assert_int_equal(tls_material_load(&s, &rogue, error, sizeof error), 0);
         return 0;
 }
@@ -376,8 +364,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
         tls_material_unref(good);
         tls_material_unref(rogue);
-        tls_issued_done(&ca);
-        tls_issued_done(&other_ca);
+        tls_test_world_done(&w);
         tls_test_rmdir(dir);
         return 0;
 }

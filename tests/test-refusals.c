@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "refusals.h"
+#include "tls-test-util.h"
 #include "util.h"
 
 #define SEC USEC_PER_SEC
@@ -47,29 +48,19 @@ static void test_burst_over_addresses(void **state) {
         assert_true(refusals_log(r, "10.9.9.9", "no certificate", t + REFUSALS_INTERVAL_USEC + SEC));
 }
 
-static void test_log_line(void **state) {
+static void log_refusals(void *userdata) {
         _cleanup_(refusals_freep) Refusals *r = NULL;
-        char path[] = "/tmp/fl-test-refusals-XXXXXX";
-        _cleanup_free_ char *text = NULL;
-        int fd, saved;
-
-        fd = mkstemp(path);
-        assert_true(fd >= 0);
-        saved = dup(STDERR_FILENO);
-        assert_true(dup2(fd, STDERR_FILENO) >= 0);
 
         assert_int_equal(refusals_new(&r, "the scheduler port"), 0);
         assert_true(refusals_log(r, "127.0.0.3", "its certificate is revoked by the CRL", 10 * SEC));
         assert_false(refusals_log(r, "127.0.0.3", "its certificate is revoked by the CRL", 11 * SEC));
         assert_false(refusals_log(r, "127.0.0.3", "its certificate is revoked by the CRL", 12 * SEC));
         assert_true(refusals_log(r, "127.0.0.3", "its certificate is revoked by the CRL", 10 * SEC + REFUSALS_INTERVAL_USEC));
+}
 
-        fflush(stderr);
-        assert_true(dup2(saved, STDERR_FILENO) >= 0);
-        close(saved);
-        close(fd);
-        assert_int_equal(read_full_file(path, &text, NULL, 1 << 20), 0);
-        unlink(path);
+static void test_log_line(void **state) {
+        _cleanup_free_ char *text = test_capture_stderr(log_refusals, NULL);
+
         assert_non_null(strstr(text, "Refused a connection to the scheduler port from 127.0.0.3: its certificate is "
                                      "revoked by the CRL\n"));
         assert_non_null(strstr(text, "(2 more from it since the last such line)"));

@@ -17,23 +17,17 @@
  * operator reads), and what a GnuTLS handshake on its credentials accepts. */
 
 static char dir[256];
-static TlsIssued ca, other_ca;
-static char ca_path[512], other_ca_path[512];
-static TlsTestNode node, other_node;
+static TlsTestWorld w;
 
 static int setup(void **state) {
         log_set_max_level(LOG_CRIT);
         tls_test_mkdir(dir);
-        tls_test_ca(dir, "ca", &ca, ca_path);
-        tls_test_ca(dir, "other-ca", &other_ca, other_ca_path);
-        tls_test_node_now(dir, "node", &ca, "127.0.0.1", &node);
-        tls_test_node_now(dir, "other", &other_ca, "127.0.0.1", &other_node);
+        tls_test_world(dir, &w);
         return 0;
 }
 
 static int teardown(void **state) {
-        tls_issued_done(&ca);
-        tls_issued_done(&other_ca);
+        tls_test_world_done(&w);
         tls_test_rmdir(dir);
         return 0;
 }
@@ -51,7 +45,7 @@ static void expect_refused(const SslConfig *s, const char *word, const char *wor
 }
 
 static void test_load(void **state) {
-        SslConfig s = tls_test_ssl(ca_path, &node, NULL);
+        SslConfig s = tls_test_ssl(w.ca_path, &w.node, NULL);
         _cleanup_(tls_material_unrefp) TlsMaterial *m = NULL;
         gnutls_pcert_st *chain = NULL;
         gnutls_privkey_t key = NULL;
@@ -101,14 +95,14 @@ static void test_dns_names(void **state) {
         time_t now = time(NULL);
         char error[512];
 
-        assert_int_equal(tls_issue_node(&ca, hosts, 3, now - 60, now + TLS_TEST_DAY, &n), 0);
+        assert_int_equal(tls_issue_node(&w.ca, hosts, 3, now - 60, now + TLS_TEST_DAY, &n), 0);
         assert_int_equal(tls_issued_cert_pem(&n, &cert), 0);
         assert_int_equal(tls_issued_key_pem(&n, &key), 0);
         snprintf(files.cert, sizeof files.cert, "%s/multi.pem", dir);
         snprintf(files.key, sizeof files.key, "%s/multi-key.pem", dir);
         assert_int_equal(write_file_atomic(files.cert, cert), 0);
         assert_int_equal(write_file_atomic(files.key, key), 0);
-        s = tls_test_ssl(ca_path, &files, NULL);
+        s = tls_test_ssl(w.ca_path, &files, NULL);
         assert_int_equal(tls_material_load(&s, &m, error, sizeof error), 0);
         assert_true(tls_material_names(m, "10.0.0.5"));
         assert_true(tls_material_names(m, "fl.example.org"));
@@ -128,8 +122,8 @@ static void test_dns_names(void **state) {
                 char *bad[] = { "10.0.0.5", "not a name" };
 
                 tls_issued_done(&n);
-                assert_int_equal(tls_issue_node(&ca, bad, 2, now - 60, now + TLS_TEST_DAY, &n), -EINVAL);
-                assert_int_equal(tls_issue_node(&ca, bad, 0, now - 60, now + TLS_TEST_DAY, &n), -EINVAL);
+                assert_int_equal(tls_issue_node(&w.ca, bad, 2, now - 60, now + TLS_TEST_DAY, &n), -EINVAL);
+                assert_int_equal(tls_issue_node(&w.ca, bad, 0, now - 60, now + TLS_TEST_DAY, &n), -EINVAL);
         }
 }
 
@@ -140,21 +134,21 @@ static void test_refusals(void **state) {
         SslConfig s;
 
         /* Another CA's node, an expired one, one not valid yet. */
-        s = tls_test_ssl(ca_path, &other_node, NULL);
+        s = tls_test_ssl(w.ca_path, &w.other_node, NULL);
         expect_refused(&s, "server_cert_path", "not signed by the cluster's CA");
-        tls_test_node(dir, "expired", &ca, "127.0.0.1", now - 30 * TLS_TEST_DAY, now - TLS_TEST_DAY, &expired);
-        s = tls_test_ssl(ca_path, &expired, NULL);
+        tls_test_node(dir, "expired", &w.ca, "127.0.0.1", now - 30 * TLS_TEST_DAY, now - TLS_TEST_DAY, &expired);
+        s = tls_test_ssl(w.ca_path, &expired, NULL);
         expect_refused(&s, "has expired", expired.cert);
-        tls_test_node(dir, "future", &ca, "127.0.0.1", now + TLS_TEST_DAY, now + 30 * TLS_TEST_DAY, &future);
-        s = tls_test_ssl(ca_path, &future, NULL);
+        tls_test_node(dir, "future", &w.ca, "127.0.0.1", now + TLS_TEST_DAY, now + 30 * TLS_TEST_DAY, &future);
+        s = tls_test_ssl(w.ca_path, &future, NULL);
         expect_refused(&s, "is not valid yet", NULL);
 
         /* Revoked by the CRL; a CRL of another CA. */
-        tls_test_node_now(dir, "revoked", &ca, "127.0.0.1", &revoked);
-        tls_test_crl(dir, "crl", &ca, revoked.cert, crl);
-        s = tls_test_ssl(ca_path, &revoked, crl);
+        tls_test_node_now(dir, "revoked", &w.ca, "127.0.0.1", &revoked);
+        tls_test_crl(dir, "crl", &w.ca, revoked.cert, crl);
+        s = tls_test_ssl(w.ca_path, &revoked, crl);
         expect_refused(&s, "revoked", NULL);
-        s = tls_test_ssl(ca_path, &node, crl);
+        s = tls_test_ssl(w.ca_path, &w.node, crl);
         {
                 _cleanup_(tls_material_unrefp) TlsMaterial *m = NULL;
                 const TlsExpiry *e;
@@ -164,35 +158,35 @@ static void test_refusals(void **state) {
                 assert_int_equal(tls_material_expiry(m, &e), 3);
                 assert_string_equal(e[2].key, "crl_path");
         }
-        tls_test_crl(dir, "other-crl", &other_ca, NULL, other_crl);
-        s = tls_test_ssl(ca_path, &node, other_crl);
+        tls_test_crl(dir, "other-crl", &w.other_ca, NULL, other_crl);
+        s = tls_test_ssl(w.ca_path, &w.node, other_crl);
         expect_refused(&s, "crl_path", "not signed by a CA");
 
         /* The key of another certificate; no key; files that are not there or not PEM. */
-        swapped = node;
-        snprintf(swapped.key, sizeof swapped.key, "%s", other_node.key);
-        s = tls_test_ssl(ca_path, &swapped, NULL);
+        swapped = w.node;
+        snprintf(swapped.key, sizeof swapped.key, "%s", w.other_node.key);
+        s = tls_test_ssl(w.ca_path, &swapped, NULL);
         expect_refused(&s, "does not belong to the certificate", NULL);
-        s = tls_test_ssl(ca_path, &node, NULL);
+        s = tls_test_ssl(w.ca_path, &w.node, NULL);
         s.server_key_path = NULL;
         expect_refused(&s, "server_key_path is not set", NULL);
-        s = tls_test_ssl(NULL, &node, NULL);
+        s = tls_test_ssl(NULL, &w.node, NULL);
         expect_refused(&s, "ca_cert_path is not set", NULL);
         snprintf(missing, sizeof missing, "%s/missing.pem", dir);
-        s = tls_test_ssl(missing, &node, NULL);
+        s = tls_test_ssl(missing, &w.node, NULL);
         expect_refused(&s, "cannot read", missing);
-        s = tls_test_ssl(ca_path, &node, NULL);
-        s.server_cert_path = (char *) node.key;          /* a key is not a certificate */
+        s = tls_test_ssl(w.ca_path, &w.node, NULL);
+        s.server_cert_path = (char *) w.node.key;          /* a key is not a certificate */
         s.server_key_path = NULL;
         expect_refused(&s, "server_cert_path", NULL);
-        s = tls_test_ssl(node.key, &node, NULL);
+        s = tls_test_ssl(w.node.key, &w.node, NULL);
         expect_refused(&s, "ca_cert_path", "no PEM certificate");
-        s = tls_test_ssl(ca_path, &node, NULL);
+        s = tls_test_ssl(w.ca_path, &w.node, NULL);
         s.cipher_list = (char *) "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256";
         expect_refused(&s, "cipher_list", "GnuTLS priority string");
 
         /* A separate client pair is checked too. */
-        s = tls_test_ssl(ca_path, &node, NULL);
+        s = tls_test_ssl(w.ca_path, &w.node, NULL);
         s.client_cert_path = (char *) expired.cert;
         s.client_key_path = (char *) expired.key;
         expect_refused(&s, "client_cert_path", "has expired");
@@ -200,11 +194,11 @@ static void test_refusals(void **state) {
 
 static void test_pkcs12_and_encrypted_keys(void **state) {
         char p12[512], enc_key[512];
-        SslConfig s = tls_test_ssl(ca_path, &node, NULL);
+        SslConfig s = tls_test_ssl(w.ca_path, &w.node, NULL);
         TlsMaterial *m = NULL;
         char error[512] = "";
 
-        tls_test_pkcs12(dir, "node", &node, "s3cret", p12);
+        tls_test_pkcs12(dir, "node", &w.node, "s3cret", p12);
         s.server_cert_path = p12;
         s.server_key_path = NULL;
         s.server_password = (char *) "s3cret";
@@ -217,7 +211,7 @@ static void test_pkcs12_and_encrypted_keys(void **state) {
         s.server_password = NULL;
         expect_refused(&s, "cannot decrypt", NULL);
         s.server_password = (char *) "s3cret";
-        s.server_key_path = (char *) node.key;
+        s.server_key_path = (char *) w.node.key;
         expect_refused(&s, "PKCS#12", "remove ssl.server_key_path");
 
         /* A PEM key encrypted as PKCS#8 with the password. */
@@ -227,7 +221,7 @@ static void test_pkcs12_and_encrypted_keys(void **state) {
                 gnutls_datum_t d, out;
                 size_t n;
 
-                assert_int_equal(read_full_file(node.key, &text, &n, 1 << 20), 0);
+                assert_int_equal(read_full_file(w.node.key, &text, &n, 1 << 20), 0);
                 d = (gnutls_datum_t) { .data = (unsigned char *) text, .size = (unsigned) n };
                 assert_int_equal(gnutls_x509_privkey_init(&key), 0);
                 assert_int_equal(gnutls_x509_privkey_import(key, &d, GNUTLS_X509_FMT_PEM), 0);
@@ -238,7 +232,7 @@ static void test_pkcs12_and_encrypted_keys(void **state) {
                 gnutls_free(out.data);
                 gnutls_x509_privkey_deinit(key);
         }
-        s = tls_test_ssl(ca_path, &node, NULL);
+        s = tls_test_ssl(w.ca_path, &w.node, NULL);
         s.server_key_path = enc_key;
         s.server_password = (char *) "pw";
         assert_int_equal(tls_material_load(&s, &m, error, sizeof error), 0);
@@ -299,8 +293,8 @@ static TlsMaterial *load(const char *ca_file, const TlsTestNode *n, const char *
 }
 
 static void test_handshakes(void **state) {
-        _cleanup_(tls_material_unrefp) TlsMaterial *good = load(ca_path, &node, NULL);
-        _cleanup_(tls_material_unrefp) TlsMaterial *rogue = load(other_ca_path, &other_node, NULL);
+        _cleanup_(tls_material_unrefp) TlsMaterial *good = load(w.ca_path, &w.node, NULL);
+        _cleanup_(tls_material_unrefp) TlsMaterial *rogue = load(w.other_ca_path, &w.other_node, NULL);
         _cleanup_(tls_material_unrefp) TlsMaterial *rogue_trusting = NULL;
         _cleanup_(tls_material_unrefp) TlsMaterial *with_crl = NULL, *revoked_m = NULL;
         TlsTestNode revoked;
@@ -308,16 +302,8 @@ static void test_handshakes(void **state) {
         char crl[512], reason[256], both[512];
         int rs, rc;
 
-        {
-                _cleanup_free_ char *a = NULL, *b = NULL, *text = NULL;
-
-                assert_int_equal(read_full_file(ca_path, &a, NULL, 1 << 20), 0);
-                assert_int_equal(read_full_file(other_ca_path, &b, NULL, 1 << 20), 0);
-                assert_true(asprintf(&text, "%s%s", b, a) > 0);
-                snprintf(both, sizeof both, "%s/both-cas.pem", dir);
-                assert_int_equal(write_file_atomic(both, text), 0);
-                rogue_trusting = load(both, &other_node, NULL);
-        }
+        tls_test_bundle(dir, "both-cas", w.other_ca_path, w.ca_path, both);
+        rogue_trusting = load(both, &w.other_node, NULL);
 
         /* Two members: both sides verified, the server by its address. */
         handshake(good, good, "127.0.0.1", &sc, &cc, &rs, &rc);
@@ -347,10 +333,10 @@ static void test_handshakes(void **state) {
         assert_true(cc.status & GNUTLS_CERT_UNEXPECTED_OWNER);
 
         /* A revoked member is refused by one that has the CRL. */
-        tls_test_node_now(dir, "revoked2", &ca, "127.0.0.1", &revoked);
-        tls_test_crl(dir, "crl2", &ca, revoked.cert, crl);
-        with_crl = load(ca_path, &node, crl);
-        revoked_m = load(ca_path, &revoked, NULL);
+        tls_test_node_now(dir, "revoked2", &w.ca, "127.0.0.1", &revoked);
+        tls_test_crl(dir, "crl2", &w.ca, revoked.cert, crl);
+        with_crl = load(w.ca_path, &w.node, crl);
+        revoked_m = load(w.ca_path, &revoked, NULL);
         handshake(with_crl, revoked_m, NULL, &sc, &cc, &rs, &rc);
         assert_true(rs < 0);
         assert_true(sc.status & GNUTLS_CERT_REVOKED);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "tls-test-util.h"
@@ -151,4 +152,47 @@ SslConfig tls_test_ssl(const char *ca, const TlsTestNode *node, const char *crl)
                 .cert_expire_warning_time_in_day = CONF_SSL_DEFAULT_WARNING_DAYS,
                 .cert_check_interval_in_hour = CONF_SSL_DEFAULT_CHECK_HOURS,
         };
+}
+
+void tls_test_bundle(const char *dir, const char *name, const char *a, const char *b, char path[static 512]) {
+        _cleanup_free_ char *ta = NULL, *tb = NULL, *text = NULL;
+
+        assert_int_equal(read_full_file(a, &ta, NULL, 1 << 20), 0);
+        assert_int_equal(read_full_file(b, &tb, NULL, 1 << 20), 0);
+        assert_true(asprintf(&text, "%s%s", ta, tb) > 0);
+        snprintf(path, 512, "%s/%s.pem", dir, name);
+        write_text(path, text);
+}
+
+void tls_test_world(const char *dir, TlsTestWorld *ret) {
+        *ret = (TlsTestWorld) {};
+        tls_test_ca(dir, "ca", &ret->ca, ret->ca_path);
+        tls_test_ca(dir, "other-ca", &ret->other_ca, ret->other_ca_path);
+        tls_test_node_now(dir, "node", &ret->ca, "127.0.0.1", &ret->node);
+        tls_test_node_now(dir, "other", &ret->other_ca, "127.0.0.1", &ret->other_node);
+}
+
+void tls_test_world_done(TlsTestWorld *w) {
+        tls_issued_done(&w->ca);
+        tls_issued_done(&w->other_ca);
+}
+
+char *test_capture_stderr(void (*fn)(void *userdata), void *userdata) {
+        char path[] = "/tmp/fl-test-stderr-XXXXXX";
+        char *text = NULL;
+        int fd, saved;
+
+        fd = mkstemp(path);
+        assert_true(fd >= 0);
+        fflush(stderr);
+        saved = dup(STDERR_FILENO);
+        assert_true(saved >= 0 && dup2(fd, STDERR_FILENO) >= 0);
+        fn(userdata);
+        fflush(stderr);
+        assert_true(dup2(saved, STDERR_FILENO) >= 0);
+        close(saved);
+        close(fd);
+        assert_int_equal(read_full_file(path, &text, NULL, 1 << 20), 0);
+        unlink(path);
+        return text;
 }

@@ -35,5 +35,22 @@ void tls_test_crl(const char *dir, const char *name, const TlsIssued *ca, const 
 void tls_test_pkcs12(const char *dir, const char *name, const TlsTestNode *node, const char *password,
                      char path[static 512]);
 
+/* dir/NAME.pem: the certificates of the PEM files a and b, one after the other. */
+void tls_test_bundle(const char *dir, const char *name, const char *a, const char *b, char path[static 512]);
+
+/* The usual cast: the cluster's CA and a node of it, and another CA with a
+ * node of its own, all for 127.0.0.1. */
+typedef struct TlsTestWorld {
+        TlsIssued ca, other_ca;
+        char ca_path[512], other_ca_path[512];
+        TlsTestNode node, other_node;
+} TlsTestWorld;
+
+void tls_test_world(const char *dir, TlsTestWorld *ret);
+void tls_test_world_done(TlsTestWorld *w);
+
+/* Runs fn with stderr going to a string, returned (malloc()ed). */
+char *test_capture_stderr(void (*fn)(void *userdata), void *userdata);
+
 /* An SslConfig naming them (strings owned by the caller's arrays). */
 SslConfig tls_test_ssl(const char *ca, const TlsTestNode *node, const char *crl);
