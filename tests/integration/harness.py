@@ -766,6 +766,20 @@ class Cluster:
         return p.returncode, p.stdout, p.stderr
 
 
+# ---------------------------------------------------------------- other programs
+
+def run_program(t, argv, timeout, env=None):
+    """Runs a program to its end: (rc, stdout, stderr), rc None on timeout.
+    The run goes into the transcript that a failed test prints."""
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                           env=_clean_env(env))
+    except subprocess.TimeoutExpired as e:
+        return None, e.stdout or "", (e.stderr or "") + "\n(timed out after %ds)" % timeout
+    t.transcript("$ %s\n[rc=%s]\n%s%s" % (" ".join(argv), p.returncode, p.stdout, p.stderr))
+    return p.returncode, p.stdout, p.stderr
+
+
 # ---------------------------------------------------------------- TLS and configuration
 
 class TlsFiles:

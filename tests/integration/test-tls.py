@@ -12,7 +12,6 @@ true."""
 
 import os
 import re
-import subprocess
 import sys
 
 sys.dont_write_bytecode = True
@@ -30,14 +29,7 @@ JOB = ["--fl_iteration_num=%d" % ITERATIONS, "--start_fl_job_threshold=%d" % DEV
 PEER_PORT_RE = re.compile(r"Serving devices on (?:\S+ )?port (\d+) \(HTTPS\).*peers reach this server on (?:\S+ )?port (\d+) \(TLS\)")
 
 
-def run(t, argv, timeout):
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                           env=harness._clean_env())
-    except subprocess.TimeoutExpired as e:
-        return None, e.stdout or "", (e.stderr or "") + "\n(timed out after %ds)" % timeout
-    t.transcript("$ %s\n[rc=%s]\n%s%s" % (" ".join(argv), p.returncode, p.stdout, p.stderr))
-    return p.returncode, p.stdout, p.stderr
+run = harness.run_program
 
 
 def curl(t, url, cafile=None, token=None):

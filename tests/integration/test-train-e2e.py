@@ -12,7 +12,6 @@ import csv
 import json
 import os
 import struct
-import subprocess
 import sys
 import time
 
@@ -34,15 +33,7 @@ JOB = ["--fl_iteration_num=%d" % ITERATIONS, "--start_fl_job_threshold=%d" % DEV
        "--start_fl_job_time_window=60000", "--update_model_time_window=60000"]
 
 
-def run(t, argv, timeout):
-    """(rc, stdout, stderr); rc None on timeout."""
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                           env=harness._clean_env())
-    except subprocess.TimeoutExpired as e:
-        return None, e.stdout or "", (e.stderr or "") + "\n(timed out after %ds)" % timeout
-    t.transcript("$ %s\n[rc=%s]\n%s%s" % (" ".join(argv), p.returncode, p.stdout, p.stderr))
-    return p.returncode, p.stdout, p.stderr
+run = harness.run_program
 
 
 def parse_table(text):
