@@ -347,11 +347,42 @@ io_bytes() {    # io_bytes PID: bytes the process has sent to the storage layer
         awk '$1 == "write_bytes:" { print $2 }' "/proc/$1/io" 2>/dev/null || echo 0
 }
 
+# paired_runs WHAT RUNS "A B" N FLOATS LARGE_N RUN: for LeNet-5 (N updates) and a
+# model of FLOATS floats (LARGE_N updates; 0 skips it), RUNS pairs of fresh
+# runs "RUN SIZE SETTING I N MODEL", the settings A and B in alternating
+# order, so that both see the machine alike.
+paired_runs() {
+        local what=$1 runs=$2 a=${3% *} b=${3#* } lenet_n=$4 floats=$5 large_n=$6 run=$7 size model n i s order
+
+        for size in lenet5 large; do
+                model=$work/lenet5.fl
+                n=$lenet_n
+                if [ "$size" = large ]; then
+                        if [ "$floats" -eq 0 ] || [ "$large_n" -eq 0 ]; then
+                                continue
+                        fi
+                        model=$work/$what-large.fl
+                        n=$large_n
+                        "$builddir/bench-model" --floats "$floats" -o "$model" ||
+                                die "failed to write the model of $floats floats"
+                fi
+                for i in $(seq 1 "$runs"); do
+                        order="$a $b"
+                        [ $((i % 2)) -eq 1 ] || order="$b $a"
+                        for s in $order; do
+                                "$run" "$size" "$s" "$i" "$n" "$model"
+                        done
+                done
+        done
+}
+
 # One run: a fresh cluster with the log on or off; the N updates of N
 # admitted devices, C in flight, none interleaved with anything else.
 durability_run() {      # durability_run SIZE DURABLE RUN DEVICES MODEL
         local size=$1 durable=$2 tag=dur-$1-$2-$3 n=$4 out srv0 sch0 srv1 sch1
 
+        say "durability $size run $3/$durable_runs: durable_updates=$durable, fresh cluster," \
+            "$n devices admitted, then their updates, $concurrency in flight"
         out=$work/$tag.out
         cluster_model=$5
         cluster_server_opts="--durable_updates=$durable"
@@ -380,31 +411,9 @@ durability_run() {      # durability_run SIZE DURABLE RUN DEVICES MODEL
 # Pairs of runs, the order alternating, so that both settings see the
 # machine alike; per pair the ratio durable/non-durable.
 bench_durability() {
-        local size model n i first second
-
         : >"$work/durability"
-        for size in lenet5 large; do
-                model=$work/lenet5.fl
-                n=$durable_devices
-                if [ "$size" = large ]; then
-                        if [ "$durable_large_floats" -eq 0 ] || [ "$durable_large_devices" -eq 0 ]; then
-                                continue
-                        fi
-                        model=$work/large.fl
-                        n=$durable_large_devices
-                        "$builddir/bench-model" --floats "$durable_large_floats" -o "$model" ||
-                                die "failed to write the model of $durable_large_floats floats"
-                fi
-                for i in $(seq 1 "$durable_runs"); do
-                        first=true second=false
-                        [ $((i % 2)) -eq 1 ] || { first=false second=true; }
-                        for d in $first $second; do
-                                say "durability $size run $i/$durable_runs: durable_updates=$d, fresh cluster," \
-                                    "$n devices admitted, then their updates, $concurrency in flight"
-                                durability_run "$size" "$d" "$i" "$n" "$model"
-                        done
-                done
-        done
+        paired_runs durability "$durable_runs" "true false" "$durable_devices" "$durable_large_floats" \
+                "$durable_large_devices" durability_run
 }
 
 # Columns of $work/durability: size durable run per_s mb_per_s server_cpu_s n
@@ -432,6 +441,9 @@ tls_prepare() {
 # devices, C in flight; then new connections one by one to its device port.
 tls_run() {             # tls_run SIZE TLS RUN DEVICES MODEL
         local size=$1 tls=$2 tag=tls-$1-$2-$3 n=$4 out ca=() c0 c1 hz
+
+        say "TLS $size run $3/$tls_runs: TLS $tls, fresh cluster, $n devices admitted, then their updates," \
+            "$concurrency in flight; then $tls_connections new connections"
         out=$work/$tag.out
         cluster_model=$5
         cluster_tls=""
@@ -460,32 +472,9 @@ tls_run() {             # tls_run SIZE TLS RUN DEVICES MODEL
 
 # Pairs of runs, the order alternating; then the all-reduce both ways.
 bench_tls() {
-        local size model n i first second
-
         tls_prepare
         : >"$work/tls-runs"
-        for size in lenet5 large; do
-                model=$work/lenet5.fl
-                n=$tls_devices
-                if [ "$size" = large ]; then
-                        if [ "$tls_large_floats" -eq 0 ] || [ "$tls_large_devices" -eq 0 ]; then
-                                continue
-                        fi
-                        model=$work/tls-large.fl
-                        n=$tls_large_devices
-                        "$builddir/bench-model" --floats "$tls_large_floats" -o "$model" ||
-                                die "failed to write the model of $tls_large_floats floats"
-                fi
-                for i in $(seq 1 "$tls_runs"); do
-                        first=on second=off
-                        [ $((i % 2)) -eq 1 ] || { first=off second=on; }
-                        for t in $first $second; do
-                                say "TLS $size run $i/$tls_runs: TLS $t, fresh cluster, $n devices admitted, then" \
-                                    "their updates, $concurrency in flight; then $tls_connections new connections"
-                                tls_run "$size" "$t" "$i" "$n" "$model"
-                        done
-                done
-        done
+        paired_runs tls "$tls_runs" "on off" "$tls_devices" "$tls_large_floats" "$tls_large_devices" tls_run
         say "ring all-reduce over clear TCP and over TLS, one process per server (bench-allreduce --tls --processes)"
         "$builddir/bench-allreduce" --tls --processes --repeat 3 | tee "$work/allreduce-tls.out" |
                 grep -v '^RESULT' | sed 's/^/    /'
