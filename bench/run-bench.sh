@@ -418,8 +418,28 @@ bench_durability() {
 
 # Columns of $work/durability: size durable run per_s mb_per_s server_cpu_s n
 # server_write_bytes scheduler_write_bytes body_bytes p50_ms p99_ms.
-durability_col() {      # durability_col SIZE DURABLE K: column K of those runs
-        awk -v s="$1" -v d="$2" -v k="$3" '$1 == s && $2 == d { print $k }' "$work/durability"
+pair_col() {     # pair_col FILE SIZE SETTING K: column K of those runs
+        awk -v s="$2" -v d="$3" -v k="$4" '$1 == s && $2 == d { print $k }' "$1"
+}
+
+# summary_pairs FILE SIZE A B NAME_A NAME_B RATIO_NAME P50_COLUMN: the lines of
+# paired_runs' two settings (throughput: columns 4 and 5) and their ratio per pair.
+summary_pairs() {
+        local file=$1 size=$2 a=$3 b=$4 ratio=$7 p50=$8 setting name ratios
+
+        for setting in "$a" "$b"; do
+                name=$5
+                [ "$setting" = "$a" ] || name=$6
+                printf '%-44s %.0f updates/s, %.0f MB/s, p50 %.0f ms (median; runs: %s)\n' "$name" \
+                        "$(pair_col "$file" "$size" "$setting" 4 | median)" \
+                        "$(pair_col "$file" "$size" "$setting" 5 | median)" \
+                        "$(pair_col "$file" "$size" "$setting" "$p50" | median)" \
+                        "$(pair_col "$file" "$size" "$setting" 4 | awk '{ printf "%.0f ", $1 }')"
+        done
+        ratios=$(awk -v s="$size" -v a="$a" -v b="$b" '$1 == s { v[$2 " " $3] = $4 }
+                END { for (i = 1; (a " " i) in v; i++) print v[a " " i] / v[b " " i] }' "$file")
+        printf '%-44s %.3f (median of %d pairs; pairs: %s)\n' "$ratio" \
+                "$(median <<<"$ratios")" "$(wc -l <<<"$ratios")" "$(awk '{ printf "%.3f ", $1 }' <<<"$ratios")"
 }
 
 durability_per() {      # durability_per SIZE DURABLE K SCALE: column K per update, times SCALE
@@ -482,10 +502,6 @@ bench_tls() {
 
 # Columns of $work/tls-runs: size tls run per_s mb_per_s server_cpu_us_per_update
 # ms_per_conn server_cpu_us_per_conn p50_ms.
-tls_col() {     # tls_col SIZE TLS K
-        awk -v s="$1" -v t="$2" -v k="$3" '$1 == s && $2 == t { print $k }' "$work/tls-runs"
-}
-
 bench_aggregate() {
         say "aggregation kernel vs memcpy (bench-aggregate)"
         "$builddir/bench-aggregate" | tee "$work/aggregate.out" | grep -v '^RESULT' | sed 's/^/    /'
@@ -559,25 +575,14 @@ if need durability; then
                 grep -q "^$size " "$work/durability" || continue
                 label="LeNet-5 (61,684 floats)"
                 [ "$size" = large ] && label="$durable_large_floats floats"
-                for d in true false; do
-                        name="durable updates, $label"
-                        [ "$d" = true ] || name="non-durable updates, $label"
-                        printf '%-44s %.0f updates/s, %.0f MB/s, p50 %.0f ms (median; runs: %s)\n' "$name" \
-                                "$(durability_col "$size" "$d" 4 | median)" \
-                                "$(durability_col "$size" "$d" 5 | median)" \
-                                "$(durability_col "$size" "$d" 11 | median)" \
-                                "$(durability_col "$size" "$d" 4 | awk '{ printf "%.0f ", $1 }')"
-                done
-                ratios=$(awk -v s="$size" '$1 == s { v[$2 " " $3] = $4 }
-                        END { for (i = 1; ("true " i) in v; i++) print v["true " i] / v["false " i] }' "$work/durability")
-                printf '%-44s %.3f (median of %d pairs; pairs: %s)\n' "durability ratio durable/non-durable" \
-                        "$(median <<<"$ratios")" "$(wc -l <<<"$ratios")" "$(awk '{ printf "%.3f ", $1 }' <<<"$ratios")"
+                summary_pairs "$work/durability" "$size" true false "durable updates, $label" \
+                        "non-durable updates, $label" "durability ratio durable/non-durable" 11
                 printf '%-44s durable %.0f us, non-durable %.0f us per update (median)\n' "  server CPU" \
                         "$(durability_per "$size" true 6 1e6 | median)" "$(durability_per "$size" false 6 1e6 | median)"
                 printf '%-44s fl-serverd %.0f KB durable, %.0f KB not; fl-schedulerd %.1f KB (body %.0f KB)\n' \
                         "  disk writes per update" "$(durability_per "$size" true 8 1e-3 | median)" \
                         "$(durability_per "$size" false 8 1e-3 | median)" "$(durability_per "$size" true 9 1e-3 | median)" \
-                        "$(durability_col "$size" true 10 | awk '{ print $1 / 1e3 }' | median)"
+                        "$(pair_col "$work/durability" "$size" true 10 | awk '{ print $1 / 1e3 }' | median)"
         done
 fi
 if need tls; then
@@ -585,24 +590,15 @@ if need tls; then
                 grep -q "^$size " "$work/tls-runs" || continue
                 label="LeNet-5 (61,684 floats)"
                 [ "$size" = large ] && label="$tls_large_floats floats"
-                for t in off on; do
-                        name="ingest over HTTPS, $label"
-                        [ "$t" = on ] || name="ingest over clear HTTP, $label"
-                        printf '%-44s %.0f updates/s, %.0f MB/s, p50 %.0f ms (median; runs: %s)\n' "$name" \
-                                "$(tls_col "$size" "$t" 4 | median)" "$(tls_col "$size" "$t" 5 | median)" \
-                                "$(tls_col "$size" "$t" 9 | median)" "$(tls_col "$size" "$t" 4 | awk '{ printf "%.0f ", $1 }')"
-                done
-                ratios=$(awk -v s="$size" '$1 == s { v[$2 " " $3] = $4 }
-                        END { for (i = 1; ("on " i) in v; i++) print v["on " i] / v["off " i] }' "$work/tls-runs")
-                printf '%-44s %.3f (median of %d pairs; pairs: %s)\n' "ingest ratio TLS/clear" \
-                        "$(median <<<"$ratios")" "$(wc -l <<<"$ratios")" "$(awk '{ printf "%.3f ", $1 }' <<<"$ratios")"
+                summary_pairs "$work/tls-runs" "$size" on off "ingest over HTTPS, $label" \
+                        "ingest over clear HTTP, $label" "ingest ratio TLS/clear" 9
                 printf '%-44s TLS %.0f us, clear %.0f us per update (median; /proc/PID/stat)\n' "  server CPU" \
-                        "$(tls_col "$size" on 6 | median)" "$(tls_col "$size" off 6 | median)"
+                        "$(pair_col "$work/tls-runs" "$size" on 6 | median)" "$(pair_col "$work/tls-runs" "$size" off 6 | median)"
         done
         printf '%-44s TLS %.2f ms (server CPU %.0f us), clear %.2f ms (%.0f us): ratio %.1f (median)\n' \
                 "new device connection, one GET" \
-                "$(tls_col lenet5 on 7 | median)" "$(tls_col lenet5 on 8 | median)" \
-                "$(tls_col lenet5 off 7 | median)" "$(tls_col lenet5 off 8 | median)" \
+                "$(pair_col "$work/tls-runs" lenet5 on 7 | median)" "$(pair_col "$work/tls-runs" lenet5 on 8 | median)" \
+                "$(pair_col "$work/tls-runs" lenet5 off 7 | median)" "$(pair_col "$work/tls-runs" lenet5 off 8 | median)" \
                 "$(awk '$2 == "on" { n++; s += $7 } $2 == "off" { m++; c += $7 } END { print (s / n) / (c / m) }' "$work/tls-runs")"
         grep '^RESULT allreduce' "$work/allreduce-tls.out" | while read -r _ _ k n clear tls ratio; do
                 printf '%-44s %s ms vs clear %s ms: ratio %s\n' "all-reduce over TLS, k=${k#k=}, ${n#n=} doubles" \
