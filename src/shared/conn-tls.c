@@ -3,9 +3,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "conn-tls.h"
 #include "wire.h"
+
+#define CONN_TLS_READ_AHEAD (64U * 1024U)
 
 struct ConnTls {
         gnutls_session_t session;
@@ -17,6 +20,11 @@ struct ConnTls {
         bool peeked;            /* the first bytes of an accepted connection were looked at */
         bool refused;
         char reason[256];
+
+        /* Read ahead: GnuTLS asks for a record's header, then its body; one
+         * recv() of up to this much serves many of those asks. */
+        uint8_t rbuf[CONN_TLS_READ_AHEAD];
+        size_t rpos, rlen;
 };
 
 ConnTls *conn_tls_free(ConnTls *t) {
@@ -28,6 +36,40 @@ ConnTls *conn_tls_free(ConnTls *t) {
         free(t->peer_name);
         free(t);
         return NULL;
+}
+
+static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t size) {
+        ConnTls *t = ptr;
+        size_t n;
+
+        if (t->rpos == t->rlen) {
+                ssize_t k = recv(t->fd, t->rbuf, sizeof t->rbuf, MSG_DONTWAIT);
+
+                if (k <= 0) {
+                        if (k < 0)
+                                gnutls_transport_set_errno(t->session, errno);
+                        return k;
+                }
+                t->rpos = 0;
+                t->rlen = (size_t) k;
+        }
+        n = MIN(size, t->rlen - t->rpos);
+        memcpy(data, t->rbuf + t->rpos, n);
+        t->rpos += n;
+        return (ssize_t) n;
+}
+
+static ssize_t tls_push(gnutls_transport_ptr_t ptr, const giovec_t *iov, int iovcnt) {
+        ConnTls *t = ptr;
+        struct msghdr msg = {
+                .msg_iov = (struct iovec *) iov,
+                .msg_iovlen = (size_t) iovcnt,
+        };
+        ssize_t k = sendmsg(t->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (k < 0)
+                gnutls_transport_set_errno(t->session, errno);
+        return k;
 }
 
 int conn_tls_new(ConnTls **ret, TlsMaterial *m, bool accepting, const char *peer_name, int fd) {
@@ -53,7 +95,9 @@ int conn_tls_new(ConnTls **ret, TlsMaterial *m, bool accepting, const char *peer
                 conn_tls_free(t);
                 return r;
         }
-        gnutls_transport_set_int(t->session, fd);
+        gnutls_transport_set_ptr(t->session, t);
+        gnutls_transport_set_pull_function(t->session, tls_pull);
+        gnutls_transport_set_vec_push_function(t->session, tls_push);
         *ret = t;
         return 0;
 }
@@ -196,7 +240,8 @@ ssize_t conn_tls_send(ConnTls *t, const void *buf, size_t size) {
 }
 
 bool conn_tls_pending(ConnTls *t) {
-        return gnutls_record_check_pending(t->session) > 0;
+        /* Decrypted bytes GnuTLS holds, or read-ahead bytes it has not asked for yet. */
+        return gnutls_record_check_pending(t->session) > 0 || t->rpos < t->rlen;
 }
 
 void conn_tls_bye(ConnTls *t) {
