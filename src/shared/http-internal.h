@@ -4,6 +4,7 @@
 /* What http.c (the daemon and its loop) and http-request.c (answers) share. */
 
 #include "http.h"
+#include "ratelimit.h"
 #include "tls.h"
 
 struct HttpRequest {
@@ -50,6 +51,10 @@ struct HttpServer {
         HttpRequest *deferred;  /* suspended requests, to resume before stopping */
         http_observer_t observer;
         void *observer_userdata;
+
+        /* libmicrohttpd's messages about single clients (a failed TLS
+         * handshake, a malformed request): a flood must not fill the journal. */
+        RateLimit client_log;
 
         /* HTTPS (http-tls.c): the material new connections get. */
         TlsMaterial *tls;

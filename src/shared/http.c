@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +24,8 @@
 #define HTTP_BODY_FIRST_ALLOC ((size_t) 1024U * 1024U)
 /* MHD's own name for it changed across versions. */
 #define HTTP_STATUS_TOO_LARGE 413U
+#define HTTP_CLIENT_LOG_INTERVAL_USEC (10U * USEC_PER_SEC)
+#define HTTP_CLIENT_LOG_BURST 10U
 
 static HttpRequest *request_free(HttpRequest *req) {
         if (!req)
@@ -247,15 +250,22 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
 _printf_(2, 0)
 static void mhd_logger(void *cls, const char *format, va_list ap) {
         HttpServer *s = cls;
+        uint64_t suppressed = 0;
         char buf[1024];
         size_t n;
 
+        /* Once serving, its messages are about single clients. */
+        if (s->started && !ratelimit_below(&s->client_log, now_usec(CLOCK_MONOTONIC), &suppressed))
+                return;
         (void) vsnprintf(buf, sizeof buf, format, ap);
         n = strlen(buf);
         while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
                 buf[--n] = '\0';
-        /* Once serving, its messages are about single clients. */
-        log_full(s->started ? LOG_NOTICE : LOG_WARNING, "libmicrohttpd: %s", buf);
+        if (suppressed > 0)
+                log_notice("libmicrohttpd: %s (and %" PRIu64 " messages about clients not logged before it)",
+                           buf, suppressed);
+        else
+                log_full(s->started ? LOG_NOTICE : LOG_WARNING, "libmicrohttpd: %s", buf);
 }
 
 static int sockaddr_parse(const char *address, uint16_t port, struct sockaddr_storage *ret, bool *ret_ipv6) {
@@ -310,6 +320,7 @@ int http_server_new_tls(HttpServer **ret, sd_event *e, const char *address, uint
         s->n_routes = n_routes;
         s->max_body = max_body;
         s->userdata = userdata;
+        s->client_log = RATELIMIT_INIT(HTTP_CLIENT_LOG_INTERVAL_USEC, HTTP_CLIENT_LOG_BURST);
         r = http_tls_setup(s, tls, &flags, tls_options);
         if (r < 0)
                 return r;

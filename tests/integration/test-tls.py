@@ -99,6 +99,13 @@ def main(t):
         t.check(rc != 0 and "node_id" not in out and "cluster_state" not in out,
                 "clear HTTP to %s gets no HTTP answer (curl exit %s)" % (clear, rc), (rc, out, err))
 
+    # A flood of clear HTTP at a device port: libmicrohttpd's lines about it are rate-limited.
+    before = srv.count("libmicrohttpd:")
+    for _ in range(40):
+        harness.http("GET", "http://127.0.0.1:%d/" % srv.ports[0], timeout=5)
+    flood = srv.count("libmicrohttpd:") - before
+    t.check(0 < flood <= 12, "40 clear requests to an HTTPS port make at most a burst of journal lines (%d)" % flood)
+
     # ---- nothing takes clear text on the TCP ports
     register = wire_frame(WIRE_REGISTER, {"node_id": "plain-1", "role": "SERVER", "address": "127.0.0.1",
                                           "fl_server_port": 1, "pid": 1, "server_num": 2})
