@@ -25,7 +25,7 @@ DEVICES = 2
 ITERATIONS = 1
 JOB = ["--fl_iteration_num=%d" % ITERATIONS, "--start_fl_job_threshold=%d" % DEVICES,
        "--client_epoch_num=1", "--client_batch_size=32", "--client_learning_rate=0.01",
-       "--start_fl_job_time_window=60000", "--update_model_time_window=60000"]
+       "--start_fl_job_time_window=300000", "--update_model_time_window=300000"]
 PEER_PORT_RE = re.compile(r"Serving devices on (?:\S+ )?port (\d+) \(HTTPS\).*peers reach this server on (?:\S+ )?port (\d+) \(TLS\)")
 
 
