@@ -12,8 +12,10 @@ up (nobody registers again); the next iteration trains, its peer
 connections on the new certificates, with the exact FedAvg. A reload with a
 key that does not belong is refused and the certificate in force stays; a
 certificate that expires within cert_expire_warning_time_in_day makes a
-journal warning when it is loaded."""
+journal warning when it is loaded. A server that lost its database then
+takes the model from its peer's device port over HTTPS."""
 
+import glob
 import os
 import re
 import signal
@@ -56,6 +58,7 @@ def iteration(t, tc, number, label):
     for status, raw, model in tc.models():
         diff = fl_proto.compare_models(model, want)
         t.check(status == 200 and diff is None, "%s: a server serves the exact FedAvg over HTTPS" % label, diff)
+    return want
 
 
 def main(t):
@@ -94,7 +97,7 @@ def main(t):
             srv.count("Registered with the scheduler"))
     t.check(c.state() == "CLUSTER_READY", "the cluster stays READY", c.state())
 
-    iteration(t, tc, 2, "after the reload")
+    want = iteration(t, tc, 2, "after the reload")
 
     # ---- a broken reload keeps what is in force
     with open(tls.ca_key) as f, open(tls.node_key, "w") as g:
@@ -116,6 +119,21 @@ def main(t):
                                             r"(19|20) days, on .* \(warning from 30 days on\)"), 1, 15),
             "a certificate that ends in 20 days warns (cert_expire_warning_time_in_day=30)", c.scheduler.tail(5))
     t.check(tls_helpers.peer_serial(c.manage_port, tls.ca) == file_serial(cert), "and is served")
+
+    # ---- a server that lost its database takes the model from its peer, over HTTPS
+    ports, state_dir = srv.ports, srv.state_dir
+    srv.stop()
+    lost = glob.glob(os.path.join(state_dir, "server-%d.db*" % ports[1]))
+    t.require(lost, "the second server's database is there to lose", os.listdir(state_dir))
+    for f in lost:
+        os.unlink(f)
+    srv = c.start_server(local_server_num=2, port=ports[0], state_dir=state_dir, extra=tc.server_extra, timeout=30)
+    t.check(srv.wait_log("Took the model of iteration 2 from peer rank", 1, 30) and
+            "(https://127.0.0.1:%d/model)" % ports[0] in srv.log(),
+            "the server without a database takes the model of iteration 2 from its peer over HTTPS", srv.tail(8))
+    models = tc.models()
+    t.check(all(st == 200 and fl_proto.compare_models(m, want) is None for st, _, m in models),
+            "and serves it", [fl_proto.compare_models(m, want) for _, _, m in models])
 
 
 harness.run_test("tls-reload", main, timeout=150)
