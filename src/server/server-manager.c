@@ -148,6 +148,8 @@ int manager_reload(Manager *m) {
         r = cluster_trust_reload(m->trust);
         if (r >= 0 && cluster_trust_tls(m->trust))
                 r = http_server_set_tls(m->http, cluster_trust_tls(m->trust));
+        if (r >= 0 && cluster_trust_tls(m->trust) && m->metrics_http)
+                r = http_server_set_tls(m->metrics_http, cluster_trust_tls(m->trust));
         if (r >= 0 && m->address)
                 cluster_trust_check_name(m->trust, m->address, "advertise_ip");
         (void) sd_notify(false, "READY=1");

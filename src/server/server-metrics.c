@@ -164,11 +164,13 @@ int server_metrics_start(Manager *m) {
         if (port > UINT16_MAX)
                 return log_error_errno(-ERANGE, "The metrics port %u of server %u does not exist; lower metrics_port.",
                                        port, m->index);
-        k = http_server_new(&m->metrics_http, m->event, address, (uint16_t) port, metrics_routes,
-                            ELEMENTSOF(metrics_routes), 0, m);
+        /* With enable_ssl nothing listens in clear text: HTTPS for the scraper too. */
+        k = http_server_new_tls(&m->metrics_http, m->event, address, (uint16_t) port, metrics_routes,
+                                ELEMENTSOF(metrics_routes), 0, cluster_trust_tls(m->trust), m);
         if (k < 0)
                 return log_error_errno(k, "Failed to serve metrics on %s:%u: %m", address ?: "*", port);
-        log_info("Serving Prometheus metrics on http://%s:%u/metrics.", address ?: "*", port);
+        log_info("Serving Prometheus metrics on %s://%s:%u/metrics.", cluster_trust_tls(m->trust) ? "https" : "http",
+                 address ?: "*", port);
         return 0;
 }
 

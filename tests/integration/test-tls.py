@@ -3,7 +3,8 @@
 """TLS on every port, with the material of `flctl tls init`: fl-client
 trains a short job over HTTPS against 2 servers (whose all-reduce then runs
 over TLS); curl with the CA gets answers from the REST and device ports,
-without it it does not, and clear HTTP gets none; a raw TCP client sending a
+without it it does not, and clear HTTP gets none (the Prometheus ports
+too); a raw TCP client sending a
 valid frame in clear text to the scheduler port or to a peer port is dropped
 with a journal line naming it; flctl works over HTTPS with --cacert and an
 operator token (REST) and --cacert (model get), and not without the CA; a
@@ -75,7 +76,9 @@ def main(t):
     c = harness.Cluster(t, server_num=2, node_timeout=10, config=config, cafile=tls.ca)
     c.token = operator
     c.start_scheduler(extra=JOB)
-    srv = c.start_server(local_server_num=2, extra=["--model_path=" + model], timeout=30)
+    metrics = harness.reserve_ports(2)[0]
+    srv = c.start_server(local_server_num=2, extra=["--model_path=" + model, "--metrics_port=%d" % metrics],
+                         timeout=30)
     t.require(c.wait_ready(20), "2 servers register over TLS: CLUSTER_READY", c.state())
     state = c.http("GET", "/state").json or {}
     t.check(state.get("tls") is True, "GET /state says \"tls\": true", state)
@@ -98,6 +101,13 @@ def main(t):
         rc, out, err = curl(t, clear)
         t.check(rc != 0 and "node_id" not in out and "cluster_state" not in out,
                 "clear HTTP to %s gets no HTTP answer (curl exit %s)" % (clear, rc), (rc, out, err))
+
+    # The servers' Prometheus ports speak HTTPS too.
+    for p in (metrics, metrics + 1):
+        r = harness.http("GET", "https://127.0.0.1:%d/metrics" % p, timeout=10, cafile=tls.ca)
+        t.check(r.status == 200 and b"# TYPE" in r.raw, "GET https://127.0.0.1:%d/metrics with the CA" % p, r)
+        r = harness.http("GET", "http://127.0.0.1:%d/metrics" % p, timeout=10)
+        t.check(r.status is None, "clear HTTP to the metrics port %d gets no answer" % p, r)
 
     # A flood of clear HTTP at a device port: libmicrohttpd's lines about it are rate-limited.
     before = srv.count("libmicrohttpd:")
